@@ -1,0 +1,6 @@
+//! pgward: a security-first MCP server that gives AI models safe, read-only access to
+//! PostgreSQL.
+
+pub mod policy;
+pub mod redact;
+pub mod sql;

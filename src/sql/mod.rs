@@ -1,0 +1,14 @@
+//! CORE: the check of model-written SQL.
+//!
+//! [`check`] parses one statement with the PostgreSQL dialect, refuses everything but a
+//! read-only query over allowlisted tables, columns and functions, rewrites the tree
+//! (qualified table names, expanded `*`, a forced LIMIT) and returns the SQL re-serialized from
+//! the checked tree, or every violation with a stable [`Code`].
+
+mod check;
+mod functions;
+mod violation;
+
+pub use check::{Checked, OutputRedaction, ParamMode, check};
+pub use functions::{DEFAULT_FUNCTIONS, DENIED_FUNCTIONS};
+pub use violation::{Code, Violation};
