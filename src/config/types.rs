@@ -1,0 +1,178 @@
+//! The config file's shape. Every key is documented in `config/example.toml`, which a test
+//! loads; unknown keys are errors.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::redact::Strategy;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub redaction: RedactionConfig,
+    #[serde(default)]
+    pub functions: FunctionsConfig,
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+    #[serde(default)]
+    pub tools: Vec<ToolConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Name reported to MCP clients.
+    pub name: String,
+    /// The principal recorded for stdio sessions.
+    pub stdio_principal: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            name: "pgward".into(),
+            stdio_principal: "stdio:local".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connection URL; write secrets as `${ENV_VAR}`.
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_in_transaction_timeout_ms: u64,
+    /// Schemas unqualified table names resolve to, in order.
+    #[serde(default = "default_schemas")]
+    pub schemas: Vec<String>,
+    /// Serve even if the role is a superuser, bypasses RLS or can write. Logged loudly.
+    #[serde(default)]
+    pub allow_privileged_role: bool,
+}
+
+fn default_pool_size() -> usize {
+    4
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_statement_timeout_ms() -> u64 {
+    5_000
+}
+fn default_lock_timeout_ms() -> u64 {
+    1_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    10_000
+}
+fn default_schemas() -> Vec<String> {
+    vec!["public".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_rows: u64,
+    pub max_result_bytes: usize,
+    pub max_sql_length: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 1_000,
+            max_result_bytes: 1_048_576,
+            max_sql_length: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactionConfig {
+    /// Key for the `hash` strategy; required when any column uses it. Write it as `${ENV_VAR}`.
+    pub hash_key: Option<String>,
+    /// Case-insensitive patterns for sensitive keys; `None` means the built-in list.
+    pub key_patterns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionsConfig {
+    /// Functions added to the default allowlist (`name` for pg_catalog, or `schema.name`).
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnsConfig {
+    /// `"all"`.
+    Keyword(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `schema.table`, or `table` for the first of `database.schemas`.
+    pub name: String,
+    /// A list of column names, or `"all"`.
+    pub columns: ColumnsConfig,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Column name to strategy (`mask`, `hash`, `drop`).
+    #[serde(default)]
+    pub redact: BTreeMap<String, Strategy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    pub name: String,
+    pub description: String,
+    /// A SELECT with `$1..$n` for the parameters, in declaration order.
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<ParamConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamConfig {
+    pub name: String,
+    /// `string`, `integer`, `number` or `boolean`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub min_length: Option<u64>,
+    #[serde(default)]
+    pub max_length: Option<u64>,
+    #[serde(default)]
+    pub minimum: Option<f64>,
+    #[serde(default)]
+    pub maximum: Option<f64>,
+    #[serde(default, rename = "enum")]
+    pub allowed: Option<Vec<toml::Value>>,
+    #[serde(default)]
+    pub default: Option<toml::Value>,
+}

@@ -1,0 +1,549 @@
+//! CORE: checks a parsed config and builds what the engine runs on. Every problem is reported
+//! at once, each naming its key; the server does not start on any of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::types::{ColumnsConfig, Config, DatabaseConfig, ParamConfig, ToolConfig};
+use crate::policy::{ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, TableRule};
+use crate::redact::{DEFAULT_KEY_PATTERNS, Redactor, Strategy};
+use crate::sql::{self, Checked, DEFAULT_FUNCTIONS, DENIED_FUNCTIONS, ParamMode};
+
+/// Names of the built-in tools; lookup tools may not take them.
+pub const BUILTIN_TOOLS: &[&str] = &["query", "list_tables", "describe_table"];
+
+/// A lookup tool parameter's JSON type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+impl ParamType {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "string" => Some(Self::String),
+            "integer" => Some(Self::Integer),
+            "number" => Some(Self::Number),
+            "boolean" => Some(Self::Boolean),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamType,
+    pub default: Option<Value>,
+}
+
+/// A validated lookup tool.
+#[derive(Clone)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: String,
+    pub checked: Checked,
+    pub params: Vec<Param>,
+    pub input_schema: Map<String, Value>,
+    pub validator: Arc<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for ToolDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolDef")
+            .field("name", &self.name)
+            .field("sql", &self.checked.sql)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the server runs on, derived from a valid config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server_name: String,
+    pub stdio_principal: String,
+    pub database: DatabaseConfig,
+    pub policy: Policy,
+    pub redactor: Redactor,
+    pub max_result_bytes: usize,
+    pub tools: Vec<ToolDef>,
+    /// Tables declared with `columns = "all"`, whose columns the server reads at start-up.
+    pub all_column_tables: Vec<QualifiedName>,
+}
+
+/// Validates `config`. `catalog` gives the real column list of tables declared with
+/// `columns = "all"` (the server reads it at start-up); offline it is empty and such tables
+/// accept any column name.
+pub fn validate(
+    config: &Config,
+    catalog: &BTreeMap<QualifiedName, Vec<String>>,
+) -> Result<Settings, Vec<String>> {
+    let mut problems = Vec::new();
+    let db = &config.database;
+    if db.url.trim().is_empty() {
+        problems.push("database.url: must not be empty".into());
+    }
+    if db.pool_size == 0 || db.pool_size > 256 {
+        problems.push(format!(
+            "database.pool_size: must be between 1 and 256, got {}",
+            db.pool_size
+        ));
+    }
+    for (key, value, max) in [
+        ("database.statement_timeout_ms", db.statement_timeout_ms, 600_000),
+        ("database.lock_timeout_ms", db.lock_timeout_ms, 600_000),
+        (
+            "database.idle_in_transaction_timeout_ms",
+            db.idle_in_transaction_timeout_ms,
+            3_600_000,
+        ),
+        ("database.connect_timeout_ms", db.connect_timeout_ms, 600_000),
+    ] {
+        // Zero means "no timeout" to PostgreSQL: a weakening setting, so it is refused.
+        if value == 0 || value > max {
+            problems.push(format!("{key}: must be between 1 and {max}, got {value}"));
+        }
+    }
+    let mut schemas = Vec::new();
+    if db.schemas.is_empty() {
+        problems.push("database.schemas: name at least one schema".into());
+    }
+    for s in &db.schemas {
+        if is_system_schema(s) || s.is_empty() {
+            problems.push(format!(
+                "database.schemas: `{s}` cannot be used; system schemas are never searched for model tables"
+            ));
+        } else {
+            schemas.push(s.clone());
+        }
+    }
+    let limits = &config.limits;
+    if limits.max_rows == 0 || limits.max_rows > 100_000 {
+        problems.push(format!(
+            "limits.max_rows: must be between 1 and 100000, got {}",
+            limits.max_rows
+        ));
+    }
+    if limits.max_result_bytes < 1024 || limits.max_result_bytes > 64 * 1024 * 1024 {
+        problems.push(format!(
+            "limits.max_result_bytes: must be between 1024 and 67108864, got {}",
+            limits.max_result_bytes
+        ));
+    }
+    if limits.max_sql_length < 16 || limits.max_sql_length > 1_000_000 {
+        problems.push(format!(
+            "limits.max_sql_length: must be between 16 and 1000000, got {}",
+            limits.max_sql_length
+        ));
+    }
+
+    // Functions.
+    let mut extra = BTreeSet::new();
+    for f in &config.functions.allow {
+        let lower = f.to_ascii_lowercase();
+        let base = lower.rsplit('.').next().unwrap_or("");
+        if DENIED_FUNCTIONS.contains(&base) {
+            problems.push(format!(
+                "functions.allow: `{f}` is on pgward's deny list (it reads files, sleeps, changes settings, takes locks or runs SQL text) and cannot be allowed"
+            ));
+        } else if lower.split('.').count() > 2 || base.is_empty() {
+            problems.push(format!("functions.allow: `{f}` must be `name` or `schema.name`"));
+        } else {
+            extra.insert(lower);
+        }
+    }
+
+    // Tables.
+    let mut tables = BTreeMap::new();
+    let mut all_column_tables = Vec::new();
+    let mut uses_hash = false;
+    for (i, t) in config.tables.iter().enumerate() {
+        let key = format!("tables[{i}] (`{}`)", t.name);
+        let name = match t.name.split('.').collect::<Vec<_>>().as_slice() {
+            [table] if !table.is_empty() => schemas.first().map(|s| QualifiedName {
+                schema: s.clone(),
+                name: (*table).to_string(),
+            }),
+            [schema, table] if !schema.is_empty() && !table.is_empty() => Some(QualifiedName {
+                schema: (*schema).to_string(),
+                name: (*table).to_string(),
+            }),
+            _ => None,
+        };
+        let Some(name) = name else {
+            problems.push(format!("{key}.name: must be `table` or `schema.table`"));
+            continue;
+        };
+        if is_system_schema(&name.schema) {
+            problems.push(format!(
+                "{key}.name: system catalog tables cannot be allowlisted; schema browsing is served by list_tables and describe_table"
+            ));
+            continue;
+        }
+        if !schemas.contains(&name.schema) {
+            problems.push(format!(
+                "{key}.name: schema `{}` is not in database.schemas",
+                name.schema
+            ));
+        }
+        if tables.contains_key(&name) {
+            problems.push(format!("{key}.name: `{name}` is listed twice"));
+            continue;
+        }
+        let mut redact_rules = Vec::new();
+        for (col, strategy) in &t.redact {
+            uses_hash |= *strategy == Strategy::Hash;
+            redact_rules.push(ColumnRule {
+                name: col.clone(),
+                redact: Some(*strategy),
+            });
+        }
+        let columns = match &t.columns {
+            ColumnsConfig::Keyword(k) if k == "all" => {
+                all_column_tables.push(name.clone());
+                match catalog.get(&name) {
+                    Some(cols) => {
+                        for r in &redact_rules {
+                            if !cols.contains(&r.name) {
+                                problems.push(format!(
+                                    "{key}.redact: column `{}` does not exist in the table",
+                                    r.name
+                                ));
+                            }
+                        }
+                        Columns::List(
+                            cols.iter()
+                                .map(|c| ColumnRule {
+                                    name: c.clone(),
+                                    redact: t.redact.get(c).copied(),
+                                })
+                                .collect(),
+                        )
+                    }
+                    None => Columns::All {
+                        redacted: redact_rules,
+                    },
+                }
+            }
+            ColumnsConfig::Keyword(k) => {
+                problems.push(format!(
+                    "{key}.columns: must be a list of column names or \"all\", got \"{k}\""
+                ));
+                continue;
+            }
+            ColumnsConfig::List(cols) => {
+                if cols.is_empty() {
+                    problems.push(format!("{key}.columns: list at least one column"));
+                }
+                let mut seen = BTreeSet::new();
+                for c in cols {
+                    if !seen.insert(c) {
+                        problems.push(format!("{key}.columns: `{c}` is listed twice"));
+                    }
+                }
+                for r in &redact_rules {
+                    if !cols.contains(&r.name) {
+                        problems.push(format!(
+                            "{key}.redact: column `{}` is not in columns; a redacted column must be listed as visible",
+                            r.name
+                        ));
+                    }
+                }
+                Columns::List(
+                    cols.iter()
+                        .map(|c| ColumnRule {
+                            name: c.clone(),
+                            redact: t.redact.get(c).copied(),
+                        })
+                        .collect(),
+                )
+            }
+        };
+        tables.insert(
+            name.clone(),
+            TableRule {
+                name,
+                columns,
+                description: t.description.clone(),
+            },
+        );
+    }
+    if tables.is_empty() {
+        problems.push("tables: allowlist at least one table".into());
+    }
+
+    // Redaction.
+    let hash_key = config.redaction.hash_key.clone().unwrap_or_default();
+    if uses_hash && hash_key.is_empty() {
+        problems.push(
+            "redaction.hash_key: required because a column uses the `hash` strategy".into(),
+        );
+    }
+    let patterns: Vec<String> = match &config.redaction.key_patterns {
+        Some(p) => p.clone(),
+        None => DEFAULT_KEY_PATTERNS.iter().map(|s| s.to_string()).collect(),
+    };
+    let redactor = match Redactor::new(&patterns, hash_key.into_bytes()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            problems.push(format!("redaction.key_patterns: {e}"));
+            None
+        }
+    };
+
+    let policy = Policy {
+        schemas,
+        tables,
+        functions: FunctionAllowlist {
+            builtin: DEFAULT_FUNCTIONS.iter().map(|s| s.to_string()).collect(),
+            extra,
+        },
+        max_rows: limits.max_rows.max(1),
+        max_sql_length: limits.max_sql_length,
+    };
+
+    // Tools.
+    let mut tools = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, t) in config.tools.iter().enumerate() {
+        let key = format!("tools[{i}] (`{}`)", t.name);
+        if !names.insert(t.name.clone()) {
+            problems.push(format!("{key}.name: `{}` is defined twice", t.name));
+        }
+        match build_tool(t, &policy, &key) {
+            Ok(tool) => tools.push(tool),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+
+    match redactor {
+        Some(redactor) if problems.is_empty() => Ok(Settings {
+            server_name: config.server.name.clone(),
+            stdio_principal: config.server.stdio_principal.clone(),
+            database: config.database.clone(),
+            policy,
+            redactor,
+            max_result_bytes: limits.max_result_bytes,
+            tools,
+            all_column_tables,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn is_system_schema(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    l == "information_schema" || l.starts_with("pg_")
+}
+
+fn build_tool(t: &ToolConfig, policy: &Policy, key: &str) -> Result<ToolDef, Vec<String>> {
+    let mut problems = Vec::new();
+    let valid_name = !t.name.is_empty()
+        && t.name.len() <= 64
+        && t
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_name {
+        problems.push(format!(
+            "{key}.name: use 1-64 letters, digits, `_` or `-`"
+        ));
+    }
+    if BUILTIN_TOOLS.contains(&t.name.as_str()) {
+        problems.push(format!("{key}.name: `{}` is a built-in tool", t.name));
+    }
+    if t.description.trim().is_empty() {
+        problems.push(format!("{key}.description: must not be empty"));
+    }
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    let mut params = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (j, p) in t.params.iter().enumerate() {
+        let pkey = format!("{key}.params[{j}] (`{}`)", p.name);
+        if !seen.insert(p.name.clone()) {
+            problems.push(format!("{pkey}.name: defined twice"));
+        }
+        match param_schema(p, &pkey) {
+            Ok((kind, schema, default)) => {
+                if default.is_none() {
+                    required.push(Value::String(p.name.clone()));
+                }
+                properties.insert(p.name.clone(), schema);
+                params.push(Param {
+                    name: p.name.clone(),
+                    kind,
+                    default,
+                });
+            }
+            Err(mut e) => problems.append(&mut e),
+        }
+    }
+    let mut input_schema = Map::new();
+    input_schema.insert("type".into(), json!("object"));
+    input_schema.insert("properties".into(), Value::Object(properties));
+    input_schema.insert("required".into(), Value::Array(required));
+    input_schema.insert("additionalProperties".into(), json!(false));
+    let validator = match jsonschema::validator_for(&Value::Object(input_schema.clone())) {
+        Ok(v) => Some(Arc::new(v)),
+        Err(e) => {
+            problems.push(format!("{key}.params: {}", e.masked()));
+            None
+        }
+    };
+    let checked = match sql::check(
+        policy,
+        &t.sql,
+        ParamMode::Tool {
+            count: t.params.len(),
+        },
+    ) {
+        Ok(c) => {
+            if c.placeholders != t.params.len() {
+                problems.push(format!(
+                    "{key}.sql: declares {} parameter(s) but the SQL uses up to ${}; every parameter must be used",
+                    t.params.len(),
+                    c.placeholders
+                ));
+            }
+            Some(c)
+        }
+        Err(violations) => {
+            for v in violations {
+                problems.push(format!("{key}.sql: {v}"));
+            }
+            None
+        }
+    };
+    match (checked, validator) {
+        (Some(checked), Some(validator)) if problems.is_empty() => Ok(ToolDef {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            checked,
+            params,
+            input_schema,
+            validator,
+        }),
+        _ => Err(problems),
+    }
+}
+
+type ParamParts = (ParamType, Value, Option<Value>);
+
+fn param_schema(p: &ParamConfig, key: &str) -> Result<ParamParts, Vec<String>> {
+    let mut problems = Vec::new();
+    let Some(kind) = ParamType::parse(&p.kind) else {
+        return Err(vec![format!(
+            "{key}.type: must be string, integer, number or boolean, got `{}`",
+            p.kind
+        )]);
+    };
+    let mut schema = Map::new();
+    schema.insert("type".into(), json!(kind.as_str()));
+    if let Some(d) = &p.description {
+        schema.insert("description".into(), json!(d));
+    }
+    let is_string = kind == ParamType::String;
+    let is_numeric = matches!(kind, ParamType::Integer | ParamType::Number);
+    for (name, value, applies) in [
+        ("pattern", p.pattern.as_ref().map(|v| json!(v)), is_string),
+        ("minLength", p.min_length.map(|v| json!(v)), is_string),
+        ("maxLength", p.max_length.map(|v| json!(v)), is_string),
+        ("minimum", p.minimum.map(|v| json!(v)), is_numeric),
+        ("maximum", p.maximum.map(|v| json!(v)), is_numeric),
+    ] {
+        if let Some(v) = value {
+            if applies {
+                schema.insert(name.into(), v);
+            } else {
+                problems.push(format!(
+                    "{key}: `{name}` does not apply to a {} parameter",
+                    kind.as_str()
+                ));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (p.min_length, p.max_length) {
+        if a > b {
+            problems.push(format!("{key}: min_length is greater than max_length"));
+        }
+    }
+    if let (Some(a), Some(b)) = (p.minimum, p.maximum) {
+        if a > b {
+            problems.push(format!("{key}: minimum is greater than maximum"));
+        }
+    }
+    if is_string && p.max_length.is_none() && p.allowed.is_none() {
+        // Unbounded strings are a needless resource risk; pgward bounds them by default.
+        schema.insert("maxLength".into(), json!(1024));
+    }
+    if let Some(values) = &p.allowed {
+        let vals: Vec<Value> = values.iter().map(toml_to_json).collect();
+        if vals.is_empty() {
+            problems.push(format!("{key}.enum: list at least one value"));
+        }
+        schema.insert("enum".into(), Value::Array(vals));
+    }
+    let schema = Value::Object(schema);
+    match jsonschema::validator_for(&schema) {
+        Err(e) => problems.push(format!("{key}: invalid constraint: {}", e.masked())),
+        Ok(v) => {
+            if let Some(Value::Array(vals)) = schema.get("enum") {
+                for val in vals {
+                    let mut bare = schema.clone();
+                    if let Some(o) = bare.as_object_mut() {
+                        o.remove("enum");
+                    }
+                    if !jsonschema::is_valid(&bare, val) {
+                        problems.push(format!(
+                            "{key}.enum: value {val} does not satisfy the parameter's type and constraints"
+                        ));
+                    }
+                }
+            }
+            if let Some(d) = &p.default {
+                let d = toml_to_json(d);
+                if !v.is_valid(&d) {
+                    problems.push(format!(
+                        "{key}.default: {d} does not satisfy the parameter's type and constraints"
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok((kind, schema, p.default.as_ref().map(toml_to_json)))
+    } else {
+        Err(problems)
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => json!(s),
+        toml::Value::Integer(i) => json!(i),
+        toml::Value::Float(f) => json!(f),
+        toml::Value::Boolean(b) => json!(b),
+        toml::Value::Datetime(d) => json!(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
