@@ -2,6 +2,7 @@
 //! PostgreSQL.
 
 pub mod config;
+pub mod db;
 pub mod policy;
 pub mod redact;
 pub mod sql;

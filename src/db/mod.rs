@@ -1,0 +1,446 @@
+//! EDGE: PostgreSQL. A deadpool-postgres pool, the read-only session every call runs in, the
+//! start-up posture check, and catalog reads for `describe_table`.
+
+pub mod cluster;
+pub mod params;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures_util::{StreamExt, pin_mut};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use crate::config::types::DatabaseConfig;
+use crate::policy::QualifiedName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database.url: {0}")]
+    Url(String),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error("the database is unavailable")]
+    Unavailable(String),
+    /// A PostgreSQL error: SQLSTATE and primary message only (never DETAIL or HINT, which
+    /// can name hidden columns).
+    #[error("postgres error {code}: {message}")]
+    Postgres { code: String, message: String },
+    #[error("the query was cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Value(#[from] values::ValueError),
+    #[error("{0}")]
+    Param(String),
+    #[error("refusing to serve: {0}")]
+    Posture(String),
+}
+
+impl DbError {
+    fn from_pg(e: &tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => DbError::Postgres {
+                code: db.code().code().to_string(),
+                message: db.message().to_string(),
+            },
+            None => DbError::Unavailable(e.to_string()),
+        }
+    }
+
+    /// Whether the error was caused by the query (the model can fix it) rather than the
+    /// server.
+    pub fn is_query_error(&self) -> bool {
+        matches!(
+            self,
+            DbError::Postgres { .. } | DbError::Value(_) | DbError::Param(_) | DbError::Cancelled
+        )
+    }
+}
+
+/// Limits applied to one call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    pub max_rows: u64,
+    pub max_bytes: usize,
+}
+
+/// Why a result stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncation {
+    Rows,
+    Bytes,
+}
+
+/// Rows as JSON values, in select-list order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOutput {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    pub truncated: Option<Truncation>,
+    /// JSON-encoded size of the returned rows.
+    pub bytes: usize,
+}
+
+/// The pool and the per-call session settings.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    begin: String,
+}
+
+impl Database {
+    /// Builds the pool (connections open lazily).
+    pub fn connect(cfg: &DatabaseConfig) -> Result<Self, DbError> {
+        let mut pg = tokio_postgres::Config::from_str(&cfg.url)
+            .map_err(|e| DbError::Url(strip_secrets(&e.to_string())))?;
+        pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
+        pg.application_name("pgward");
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .create_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .build()
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        Ok(Self {
+            pool,
+            begin: begin_sql(cfg),
+        })
+    }
+
+    async fn get(&self) -> Result<Object, DbError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Pool status: (size, available, waiting).
+    pub fn status(&self) -> (usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.available, s.waiting)
+    }
+
+    /// Runs one checked statement in a read-only transaction that is always rolled back.
+    ///
+    /// INVARIANT: `sql` is pgward's canonical SQL from the policy check (or an operator's tool
+    /// SQL, checked the same way). It goes through the extended protocol only: one Parse, one
+    /// Bind with `params`, one Execute; never the simple protocol.
+    pub async fn run(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        limits: CallLimits,
+        cancelled: impl Future<Output = ()>,
+    ) -> Result<QueryOutput, DbError> {
+        let object = self.get().await?;
+        let mut session = Session::new(object);
+        let client = session.client()?;
+        client
+            .batch_execute(&self.begin)
+            .await
+            .map_err(|e| DbError::from_pg(&e))?;
+        let cancel_token = client.cancel_token();
+        let outcome = {
+            let work = fetch(client, sql, params, limits);
+            pin_mut!(work);
+            pin_mut!(cancelled);
+            tokio::select! {
+                r = &mut work => r,
+                () = &mut cancelled => {
+                    // The client gave up: ask the server to stop the query, then let the
+                    // statement finish with its cancellation error.
+                    let _ = cancel_token.cancel_query(NoTls).await;
+                    let _ = work.await;
+                    Err(DbError::Cancelled)
+                }
+            }
+        };
+        session.rollback().await;
+        outcome
+    }
+
+    /// Runs trusted pgward SQL (catalog reads) in the same read-only session.
+    async fn catalog_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, DbError> {
+        let object = self.get().await?;
+        let mut session = Session::new(object);
+        let client = session.client()?;
+        client
+            .batch_execute(&self.begin)
+            .await
+            .map_err(|e| DbError::from_pg(&e))?;
+        let rows = client.query(sql, params).await.map_err(|e| DbError::from_pg(&e));
+        session.rollback().await;
+        rows
+    }
+
+    /// The parameter types PostgreSQL infers for a statement (used to check lookup tools at
+    /// start-up).
+    pub async fn param_types(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::types::Type>, DbError> {
+        let object = self.get().await?;
+        let mut session = Session::new(object);
+        let client = session.client()?;
+        client
+            .batch_execute(&self.begin)
+            .await
+            .map_err(|e| DbError::from_pg(&e))?;
+        let stmt = client.prepare(sql).await.map_err(|e| DbError::from_pg(&e));
+        session.rollback().await;
+        Ok(stmt?.params().to_vec())
+    }
+
+    /// Columns of a table from the catalog: name, type, nullable, comment.
+    pub async fn columns(&self, table: &QualifiedName) -> Result<Vec<CatalogColumn>, DbError> {
+        let rows = self
+            .catalog_query(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                 NOT a.attnotnull, pg_catalog.col_description(a.attrelid, a.attnum) \
+                 FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&table.schema, &table.name],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CatalogColumn {
+                    name: r.try_get(0).map_err(|e| DbError::from_pg(&e))?,
+                    data_type: r.try_get(1).map_err(|e| DbError::from_pg(&e))?,
+                    nullable: r.try_get(2).map_err(|e| DbError::from_pg(&e))?,
+                    comment: r.try_get(3).map_err(|e| DbError::from_pg(&e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Reads the columns of every listed table; a missing table is an error.
+    pub async fn catalog(
+        &self,
+        tables: &[QualifiedName],
+    ) -> Result<BTreeMap<QualifiedName, Vec<String>>, DbError> {
+        let mut out = BTreeMap::new();
+        for t in tables {
+            let cols = self.columns(t).await?;
+            out.insert(t.clone(), cols.into_iter().map(|c| c.name).collect());
+        }
+        Ok(out)
+    }
+
+    /// DESIGN invariant 5: what can this role do? Returns every finding that makes it unsafe.
+    pub async fn posture(&self) -> Result<Vec<String>, DbError> {
+        let rows = self
+            .catalog_query(
+                "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, \
+                 (SELECT pg_catalog.array_agg(n.nspname::text || '.' || c.relname::text ORDER BY 1) \
+                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     AND n.nspname NOT LIKE 'pg\\_toast%' \
+                     AND (pg_catalog.has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') \
+                          OR pg_catalog.has_any_column_privilege(c.oid, 'INSERT, UPDATE'))), \
+                 (SELECT pg_catalog.array_agg(n.nspname::text ORDER BY 1) FROM pg_catalog.pg_namespace n \
+                   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     AND n.nspname NOT LIKE 'pg\\_%' \
+                     AND pg_catalog.has_schema_privilege(n.oid, 'CREATE')) \
+                 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+                &[],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Err(DbError::Posture("cannot read the role's attributes".into()));
+        };
+        let get_bool = |i: usize| row.try_get::<_, bool>(i).unwrap_or(true);
+        let role: String = row.try_get(0).unwrap_or_default();
+        let mut findings = Vec::new();
+        if get_bool(1) {
+            findings.push(format!("role `{role}` is a superuser"));
+        }
+        if get_bool(2) {
+            findings.push(format!("role `{role}` can bypass row-level security"));
+        }
+        if get_bool(3) {
+            findings.push(format!("role `{role}` can create roles"));
+        }
+        if get_bool(4) {
+            findings.push(format!("role `{role}` can create databases"));
+        }
+        let writable: Option<Vec<String>> = row.try_get(5).unwrap_or(None);
+        if let Some(tables) = writable.filter(|t| !t.is_empty()) {
+            findings.push(format!(
+                "role `{role}` can write to {} table(s), e.g. {}",
+                tables.len(),
+                tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let creatable: Option<Vec<String>> = row.try_get(6).unwrap_or(None);
+        if let Some(schemas) = creatable.filter(|s| !s.is_empty()) {
+            findings.push(format!(
+                "role `{role}` can create objects in schema(s) {}",
+                schemas.join(", ")
+            ));
+        }
+        Ok(findings)
+    }
+}
+
+/// A column as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CatalogColumn {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
+    pub comment: Option<String>,
+}
+
+/// The statements that open every call's transaction (pgward's own constants, sent with the
+/// simple protocol; the model's SQL never is).
+fn begin_sql(cfg: &DatabaseConfig) -> String {
+    let mut path: Vec<String> = cfg.schemas.iter().map(|s| quote_ident(s)).collect();
+    // Listed explicitly after the allowed schemas: unlisted, PostgreSQL searches both first.
+    path.push("pg_catalog".into());
+    path.push("pg_temp".into());
+    format!(
+        "BEGIN READ ONLY; \
+         SET LOCAL statement_timeout = {}; \
+         SET LOCAL lock_timeout = {}; \
+         SET LOCAL idle_in_transaction_session_timeout = {}; \
+         SET LOCAL search_path = {}",
+        cfg.statement_timeout_ms,
+        cfg.lock_timeout_ms,
+        cfg.idle_in_transaction_timeout_ms,
+        path.join(", ")
+    )
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Removes anything that looks like a password from a driver message.
+fn strip_secrets(msg: &str) -> String {
+    if msg.contains("password") {
+        "the URL could not be parsed".into()
+    } else {
+        msg.to_string()
+    }
+}
+
+async fn fetch(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    limits: CallLimits,
+) -> Result<QueryOutput, DbError> {
+    let stmt = client.prepare(sql).await.map_err(|e| DbError::from_pg(&e))?;
+    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    // A type that cannot be mapped is reported before any row is read, never guessed.
+    for c in stmt.columns() {
+        if !values::is_supported(c.type_()) {
+            return Err(values::ValueError::Unsupported {
+                column: c.name().to_string(),
+                type_name: c.type_().name().to_string(),
+            }
+            .into());
+        }
+    }
+    let stream = client
+        .query_raw(&stmt, params.iter().copied())
+        .await
+        .map_err(|e| DbError::from_pg(&e))?;
+    pin_mut!(stream);
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = None;
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(|e| DbError::from_pg(&e))?;
+        if rows.len() as u64 >= limits.max_rows {
+            truncated = Some(Truncation::Rows);
+            break;
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        let mut row_bytes = 2;
+        for i in 0..columns.len() {
+            let v = values::cell_to_json(&row, i)?;
+            row_bytes += json_size(&v) + 1;
+            values.push(v);
+        }
+        if bytes + row_bytes > limits.max_bytes {
+            truncated = Some(Truncation::Bytes);
+            break;
+        }
+        bytes += row_bytes;
+        rows.push(values);
+    }
+    Ok(QueryOutput {
+        columns,
+        rows,
+        truncated,
+        bytes,
+    })
+}
+
+fn json_size(v: &Value) -> usize {
+    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
+}
+
+/// A pooled connection inside pgward's transaction. If the call ends without a clean
+/// ROLLBACK (an error, a dropped future), the connection is detached from the pool and closed,
+/// so no later call can inherit an open transaction.
+struct Session {
+    object: Option<Object>,
+    clean: bool,
+}
+
+impl Session {
+    fn new(object: Object) -> Self {
+        Self {
+            object: Some(object),
+            clean: false,
+        }
+    }
+
+    fn client(&self) -> Result<&tokio_postgres::Client, DbError> {
+        self.object
+            .as_deref()
+            .map(|w| &**w)
+            .ok_or_else(|| DbError::Unavailable("connection already released".into()))
+    }
+
+    async fn rollback(&mut self) {
+        if let Some(obj) = &self.object {
+            self.clean = obj.batch_execute("ROLLBACK").await.is_ok();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.clean {
+            if let Some(obj) = self.object.take() {
+                drop(Object::take(obj));
+            }
+        }
+    }
+}
