@@ -1,8 +1,32 @@
 //! pgward: a security-first MCP server that gives AI models safe, read-only access to
 //! PostgreSQL.
+//!
+//! # Layout
+//!
+//! Every tool call walks one pipeline: transport → check → execute → shape → audit.
+//!
+//! - [`config`]: TOML types, `${ENV}` loading, validation that reports every problem (CORE
+//!   except `load`).
+//! - [`sql`]: CORE. The SQL check: parse one statement, resolve every relation, column and
+//!   function against the policy, rewrite, re-serialize.
+//! - [`policy`]: CORE. Allowlisted tables and columns, function allowlist, limits.
+//! - [`redact`]: CORE. Column strategies and the key-pattern safety net.
+//! - [`engine`]: the pipeline; [`engine::shape`] (CORE) frames results as untrusted data and
+//!   flags prompt-injection text.
+//! - [`db`]: EDGE. The pool, the read-only session, value mapping, parameter binding, the
+//!   posture check, and the throwaway cluster used by the demo and tests.
+//! - [`mcp`]: EDGE. The rmcp server handler and the stdio transport.
+//! - [`app`], [`cli`], [`demo`]: composition root and command line.
+//!
+//! CORE modules do no I/O and import no async runtime, driver or transport.
 
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
+pub mod engine;
+pub mod mcp;
 pub mod policy;
 pub mod redact;
 pub mod sql;

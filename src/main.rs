@@ -1,1 +1,72 @@
-fn main() {}
+//! The `pgward` binary: parse the command line, set up logging (stderr only: stdout belongs to
+//! the MCP protocol), run, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgward::cli::{Cli, Command, ConfigCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PGWARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Check { config, sql } => match pgward::app::check(&config, &sql) {
+            Ok(Ok(canonical)) => {
+                println!("{canonical}");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(violations)) => {
+                for v in violations {
+                    println!("{v}");
+                }
+                ExitCode::from(1)
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => match pgward::app::load_settings(&config) {
+            Ok(s) => {
+                println!(
+                    "config ok: {} table(s), {} lookup tool(s)",
+                    s.policy.tables.len(),
+                    s.tools.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pgward: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Serve { config } => run(pgward::app::serve(&config)),
+        Command::Demo { no_serve } => run(pgward::demo::run(no_serve)),
+    }
+}
+
+fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("pgward: {e}");
+    ExitCode::from(3)
+}

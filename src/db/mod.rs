@@ -142,7 +142,7 @@ impl Database {
     pub async fn run(
         &self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        args: &[(String, Value)],
         limits: CallLimits,
         cancelled: impl Future<Output = ()>,
     ) -> Result<QueryOutput, DbError> {
@@ -155,7 +155,7 @@ impl Database {
             .map_err(|e| DbError::from_pg(&e))?;
         let cancel_token = client.cancel_token();
         let outcome = {
-            let work = fetch(client, sql, params, limits);
+            let work = fetch(client, sql, args, limits);
             pin_mut!(work);
             pin_mut!(cancelled);
             tokio::select! {
@@ -350,10 +350,25 @@ fn strip_secrets(msg: &str) -> String {
 async fn fetch(
     client: &tokio_postgres::Client,
     sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    args: &[(String, Value)],
     limits: CallLimits,
 ) -> Result<QueryOutput, DbError> {
     let stmt = client.prepare(sql).await.map_err(|e| DbError::from_pg(&e))?;
+    if stmt.params().len() != args.len() {
+        return Err(DbError::Param(format!(
+            "the statement takes {} parameter(s), {} given",
+            stmt.params().len(),
+            args.len()
+        )));
+    }
+    let mut bound = Vec::with_capacity(args.len());
+    for ((name, value), ty) in args.iter().zip(stmt.params()) {
+        bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
+    }
+    let bound_refs: Vec<&(dyn ToSql + Sync)> = bound
+        .iter()
+        .map(|b| &**b as &(dyn ToSql + Sync))
+        .collect();
     let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
     // A type that cannot be mapped is reported before any row is read, never guessed.
     for c in stmt.columns() {
@@ -366,7 +381,7 @@ async fn fetch(
         }
     }
     let stream = client
-        .query_raw(&stmt, params.iter().copied())
+        .query_raw(&stmt, bound_refs.iter().copied())
         .await
         .map_err(|e| DbError::from_pg(&e))?;
     pin_mut!(stream);

@@ -1,0 +1,95 @@
+//! Composition root: builds the pool, the engine and the transport from a config.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{self, ConfigError, Settings};
+use crate::db::{Database, DbError};
+use crate::engine::Engine;
+use crate::mcp::{self, McpServeError};
+use crate::sql::{self, ParamMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Mcp(#[from] McpServeError),
+    #[error("{0}")]
+    Demo(String),
+}
+
+/// Loads, resolves and validates a config without touching the database.
+pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
+    let cfg = config::load(path)?;
+    config::validate(&cfg, &BTreeMap::new()).map_err(ConfigError::Invalid)
+}
+
+/// Builds the engine against the database: reads the catalog for `columns = "all"` tables,
+/// revalidates with it, and runs the start-up posture and tool checks.
+pub async fn build_engine(path: &Path) -> Result<Arc<Engine>, AppError> {
+    let cfg = config::load(path)?;
+    let offline = config::validate(&cfg, &BTreeMap::new()).map_err(ConfigError::Invalid)?;
+    let db = Database::connect(&offline.database)?;
+    let catalog = db.catalog(&offline.all_column_tables).await?;
+    let settings = config::validate(&cfg, &catalog).map_err(ConfigError::Invalid)?;
+    let engine = Arc::new(Engine::new(Arc::new(settings), db));
+    engine.startup_checks().await?;
+    Ok(engine)
+}
+
+/// `pgward serve`: stdio until the client leaves or a signal arrives.
+pub async fn serve(path: &Path) -> Result<(), AppError> {
+    let engine = build_engine(path).await?;
+    let s = engine.settings();
+    tracing::info!(
+        tables = s.policy.tables.len(),
+        tools = s.tools.len(),
+        "pgward serving MCP over stdio"
+    );
+    mcp::serve_stdio(engine, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `pgward check`: the offline verdict. Secrets are not needed, so `${ENV}` references are
+/// left unresolved.
+pub fn check(path: &Path, sql_text: &str) -> Result<Result<String, Vec<String>>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        reason: e.kind().to_string(),
+    })?;
+    let cfg = config::load::parse(&text)?;
+    let settings = config::validate(&cfg, &BTreeMap::new()).map_err(ConfigError::Invalid)?;
+    Ok(
+        match sql::check(&settings.policy, sql_text, ParamMode::None) {
+            Ok(c) => Ok(c.sql),
+            Err(v) => Err(v.iter().map(|v| v.to_string()).collect()),
+        },
+    )
+}
