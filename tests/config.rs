@@ -1,0 +1,109 @@
+//! The example config loads, and a bad config reports every problem at once, each naming its
+//! key.
+
+use std::collections::BTreeMap;
+
+use pgward::config::load::{parse, resolve_env};
+use pgward::config::validate;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "PGWARD_DB_PASSWORD" => Some("pw".into()),
+        "PGWARD_HASH_KEY" => Some("hash-key".into()),
+        _ => None,
+    }
+}
+
+#[test]
+fn example_config_loads_and_validates() {
+    let text = std::fs::read_to_string("config/example.toml").unwrap();
+    let cfg = resolve_env(parse(&text).unwrap(), &env).unwrap();
+    assert_eq!(
+        cfg.database.url,
+        "postgres://pgward_reader:pw@127.0.0.1:5432/shop"
+    );
+    let settings = validate(&cfg, &BTreeMap::new()).unwrap();
+    assert_eq!(settings.policy.tables.len(), 3);
+    assert_eq!(settings.tools.len(), 1);
+    assert_eq!(settings.policy.max_rows, 1000);
+    assert_eq!(settings.policy.schemas, vec!["public".to_string()]);
+    let tool = &settings.tools[0];
+    assert_eq!(tool.name, "orders_for_customer");
+    assert_eq!(
+        tool.checked.sql,
+        "SELECT id, product_id, quantity, total, status, ordered_at FROM \"public\".\"orders\" WHERE customer_id = $1 AND status = ANY(string_to_array($2, ',')) ORDER BY ordered_at DESC LIMIT 50"
+    );
+    assert_eq!(
+        serde_json::Value::Object(tool.input_schema.clone())["required"],
+        serde_json::json!(["customer_id"])
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[database]
+url = "postgres://r@h/db"
+statement_timeout_ms = 0
+schemas = ["public", "pg_catalog"]
+
+[limits]
+max_rows = 0
+
+[functions]
+allow = ["pg_sleep", "public.fine"]
+
+[[tables]]
+name = "public.customers"
+columns = ["id", "email"]
+redact = { ssn = "mask", email = "hash" }
+
+[[tables]]
+name = "pg_catalog.pg_authid"
+columns = "all"
+
+[[tools]]
+name = "query"
+description = "clashes with a built-in"
+sql = "SELECT id FROM customers WHERE id = $1"
+[[tools.params]]
+name = "id"
+type = "integer"
+pattern = "^x$"
+
+[[tools]]
+name = "writer"
+description = "tries to write"
+sql = "DELETE FROM customers"
+"#;
+    let cfg = parse(text).unwrap();
+    let problems = validate(&cfg, &BTreeMap::new()).unwrap_err();
+    let expected = [
+        "database.statement_timeout_ms: must be between 1 and 600000, got 0",
+        "database.schemas: `pg_catalog` cannot be used",
+        "limits.max_rows: must be between 1 and 100000, got 0",
+        "functions.allow: `pg_sleep` is on pgward's deny list",
+        "tables[0] (`public.customers`).redact: column `ssn` is not in columns",
+        "tables[1] (`pg_catalog.pg_authid`).name: system catalog tables cannot be allowlisted",
+        "redaction.hash_key: required because a column uses the `hash` strategy",
+        "tools[0] (`query`).name: `query` is a built-in tool",
+        "tools[0] (`query`).params[0] (`id`): `pattern` does not apply to a integer parameter",
+        "tools[1] (`writer`).sql: data_modifying:",
+    ];
+    for e in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "missing `{e}` in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn unknown_keys_stop_loading() {
+    let err = parse("[database]\nurl = \"x\"\n[limits]\nmax_rowz = 5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_rowz"), "{err}");
+}
