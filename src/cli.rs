@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pgward", version, about = "A security-first MCP server for read-only PostgreSQL access")]
+#[command(
+    name = "pgward",
+    version,
+    about = "A security-first MCP server for read-only PostgreSQL access"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -4,5 +4,7 @@
 use crate::app::AppError;
 
 pub async fn run(_no_serve: bool) -> Result<(), AppError> {
-    Err(AppError::Demo("the demo is not available in this build".into()))
+    Err(AppError::Demo(
+        "the demo is not available in this build".into(),
+    ))
 }

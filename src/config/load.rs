@@ -58,9 +58,9 @@ pub fn resolve_env(
             );
         }
         match substitute(key, lookup) {
-            Ok(v) if v.is_empty() => problems.push(
-                "redaction.hash_key: the key is empty".to_string(),
-            ),
+            Ok(v) if v.is_empty() => {
+                problems.push("redaction.hash_key: the key is empty".to_string())
+            }
             Ok(v) => config.redaction.hash_key = Some(v),
             Err(var) => problems.push(format!(
                 "redaction.hash_key: environment variable `{var}` is not set"
@@ -99,10 +99,10 @@ fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
 fn url_has_literal_password(url: &str) -> bool {
     if let Some((_, rest)) = url.split_once("://") {
         let authority = rest.split(['/', '?']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if let Some((_, password)) = userinfo.split_once(':') {
-                return !password.is_empty() && !password.starts_with("${");
-            }
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            return !password.is_empty() && !password.starts_with("${");
         }
     }
     url.split(|c: char| c.is_whitespace() || c == '&' || c == '?')
@@ -135,7 +135,10 @@ mod tests {
     fn literal_password_is_refused() {
         let c = parse("[database]\nurl = \"postgres://reader:hunter2@localhost/shop\"\n").unwrap();
         let err = resolve_env(c, &|_| None).unwrap_err().to_string();
-        assert!(err.contains("database.url: the URL holds a literal password"), "{err}");
+        assert!(
+            err.contains("database.url: the URL holds a literal password"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"));
         let c = parse("[database]\nurl = \"host=x password=hunter2\"\n").unwrap();
         assert!(resolve_env(c, &|_| None).is_err());

@@ -104,14 +104,22 @@ pub fn validate(
         ));
     }
     for (key, value, max) in [
-        ("database.statement_timeout_ms", db.statement_timeout_ms, 600_000),
+        (
+            "database.statement_timeout_ms",
+            db.statement_timeout_ms,
+            600_000,
+        ),
         ("database.lock_timeout_ms", db.lock_timeout_ms, 600_000),
         (
             "database.idle_in_transaction_timeout_ms",
             db.idle_in_transaction_timeout_ms,
             3_600_000,
         ),
-        ("database.connect_timeout_ms", db.connect_timeout_ms, 600_000),
+        (
+            "database.connect_timeout_ms",
+            db.connect_timeout_ms,
+            600_000,
+        ),
     ] {
         // Zero means "no timeout" to PostgreSQL: a weakening setting, so it is refused.
         if value == 0 || value > max {
@@ -161,7 +169,9 @@ pub fn validate(
                 "functions.allow: `{f}` is on pgward's deny list (it reads files, sleeps, changes settings, takes locks or runs SQL text) and cannot be allowed"
             ));
         } else if lower.split('.').count() > 2 || base.is_empty() {
-            problems.push(format!("functions.allow: `{f}` must be `name` or `schema.name`"));
+            problems.push(format!(
+                "functions.allow: `{f}` must be `name` or `schema.name`"
+            ));
         } else {
             extra.insert(lower);
         }
@@ -289,9 +299,8 @@ pub fn validate(
     // Redaction.
     let hash_key = config.redaction.hash_key.clone().unwrap_or_default();
     if uses_hash && hash_key.is_empty() {
-        problems.push(
-            "redaction.hash_key: required because a column uses the `hash` strategy".into(),
-        );
+        problems
+            .push("redaction.hash_key: required because a column uses the `hash` strategy".into());
     }
     let patterns: Vec<String> = match &config.redaction.key_patterns {
         Some(p) => p.clone(),
@@ -354,14 +363,11 @@ fn build_tool(t: &ToolConfig, policy: &Policy, key: &str) -> Result<ToolDef, Vec
     let mut problems = Vec::new();
     let valid_name = !t.name.is_empty()
         && t.name.len() <= 64
-        && t
-            .name
+        && t.name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid_name {
-        problems.push(format!(
-            "{key}.name: use 1-64 letters, digits, `_` or `-`"
-        ));
+        problems.push(format!("{key}.name: use 1-64 letters, digits, `_` or `-`"));
     }
     if BUILTIN_TOOLS.contains(&t.name.as_str()) {
         problems.push(format!("{key}.name: `{}` is a built-in tool", t.name));
@@ -477,15 +483,15 @@ fn param_schema(p: &ParamConfig, key: &str) -> Result<ParamParts, Vec<String>> {
             }
         }
     }
-    if let (Some(a), Some(b)) = (p.min_length, p.max_length) {
-        if a > b {
-            problems.push(format!("{key}: min_length is greater than max_length"));
-        }
+    if let (Some(a), Some(b)) = (p.min_length, p.max_length)
+        && a > b
+    {
+        problems.push(format!("{key}: min_length is greater than max_length"));
     }
-    if let (Some(a), Some(b)) = (p.minimum, p.maximum) {
-        if a > b {
-            problems.push(format!("{key}: minimum is greater than maximum"));
-        }
+    if let (Some(a), Some(b)) = (p.minimum, p.maximum)
+        && a > b
+    {
+        problems.push(format!("{key}: minimum is greater than maximum"));
     }
     if is_string && p.max_length.is_none() && p.allowed.is_none() {
         // Unbounded strings are a needless resource risk; pgward bounds them by default.

@@ -732,11 +732,6 @@ fn percent_encode(text: &str) -> String {
 }
 
 #[cfg(test)]
-#[expect(
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a test fails loudly on the first thing that goes wrong"
-)]
 mod tests {
     use super::*;
     use tokio_postgres::error::SqlState;

@@ -186,7 +186,10 @@ impl Database {
             .batch_execute(&self.begin)
             .await
             .map_err(|e| DbError::from_pg(&e))?;
-        let rows = client.query(sql, params).await.map_err(|e| DbError::from_pg(&e));
+        let rows = client
+            .query(sql, params)
+            .await
+            .map_err(|e| DbError::from_pg(&e));
         session.rollback().await;
         rows
     }
@@ -291,7 +294,12 @@ impl Database {
             findings.push(format!(
                 "role `{role}` can write to {} table(s), e.g. {}",
                 tables.len(),
-                tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                tables
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let creatable: Option<Vec<String>> = row.try_get(6).unwrap_or(None);
@@ -353,7 +361,10 @@ async fn fetch(
     args: &[(String, Value)],
     limits: CallLimits,
 ) -> Result<QueryOutput, DbError> {
-    let stmt = client.prepare(sql).await.map_err(|e| DbError::from_pg(&e))?;
+    let stmt = client
+        .prepare(sql)
+        .await
+        .map_err(|e| DbError::from_pg(&e))?;
     if stmt.params().len() != args.len() {
         return Err(DbError::Param(format!(
             "the statement takes {} parameter(s), {} given",
@@ -365,11 +376,13 @@ async fn fetch(
     for ((name, value), ty) in args.iter().zip(stmt.params()) {
         bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
     }
-    let bound_refs: Vec<&(dyn ToSql + Sync)> = bound
+    let bound_refs: Vec<&(dyn ToSql + Sync)> =
+        bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
+    let columns: Vec<String> = stmt
+        .columns()
         .iter()
-        .map(|b| &**b as &(dyn ToSql + Sync))
+        .map(|c| c.name().to_string())
         .collect();
-    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
     // A type that cannot be mapped is reported before any row is read, never guessed.
     for c in stmt.columns() {
         if !values::is_supported(c.type_()) {
@@ -452,10 +465,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if !self.clean {
-            if let Some(obj) = self.object.take() {
-                drop(Object::take(obj));
-            }
+        if !self.clean
+            && let Some(obj) = self.object.take()
+        {
+            drop(Object::take(obj));
         }
     }
 }

@@ -64,19 +64,23 @@ pub fn bind(name: &str, value: &Value, ty: &Type) -> Result<Box<dyn ToSql + Sync
                 value.as_str().ok_or_else(bad)?,
                 "%Y-%m-%dT%H:%M:%S%.f",
             )
-            .map_err(|_| format!("parameter `{name}` must be a timestamp like 2024-01-31T12:00:00"))?,
+            .map_err(|_| {
+                format!("parameter `{name}` must be a timestamp like 2024-01-31T12:00:00")
+            })?,
         ),
         Type::TIMESTAMPTZ => Box::new(
             chrono::DateTime::parse_from_rfc3339(value.as_str().ok_or_else(bad)?)
                 .map_err(|_| {
-                    format!("parameter `{name}` must be an RFC 3339 timestamp like 2024-01-31T12:00:00Z")
+                    format!(
+                        "parameter `{name}` must be an RFC 3339 timestamp like 2024-01-31T12:00:00Z"
+                    )
                 })?
                 .with_timezone(&chrono::Utc),
         ),
         Type::JSON | Type::JSONB => {
             let text = value.as_str().ok_or_else(bad)?;
-            let parsed: Value =
-                serde_json::from_str(text).map_err(|_| format!("parameter `{name}` is not JSON"))?;
+            let parsed: Value = serde_json::from_str(text)
+                .map_err(|_| format!("parameter `{name}` is not JSON"))?;
             Box::new(parsed)
         }
         _ => return Err(bad()),

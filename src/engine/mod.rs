@@ -155,7 +155,11 @@ impl Engine {
             "describe_table" => self.describe_table(arguments).await,
             name => match self.settings.tools.iter().find(|t| t.name == name) {
                 Some(def) => self.lookup(def, arguments, cancelled).await,
-                None => refusal(codes::UNKNOWN_TOOL, &format!("there is no tool named `{}`", truncate(name, 64)), vec![]),
+                None => refusal(
+                    codes::UNKNOWN_TOOL,
+                    &format!("there is no tool named `{}`", truncate(name, 64)),
+                    vec![],
+                ),
             },
         };
         if outcome.is_error {
@@ -216,7 +220,11 @@ impl Engine {
             .iter_errors(&instance)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let at = if path.is_empty() { "arguments".to_string() } else { format!("`{}`", path.trim_start_matches('/')) };
+                let at = if path.is_empty() {
+                    "arguments".to_string()
+                } else {
+                    format!("`{}`", path.trim_start_matches('/'))
+                };
                 format!("{at}: {}", e.masked())
             })
             .collect();
@@ -228,7 +236,10 @@ impl Engine {
         };
         let mut bound = Vec::with_capacity(def.params.len());
         for p in &def.params {
-            let v = args.remove(&p.name).or_else(|| p.default.clone()).unwrap_or(Value::Null);
+            let v = args
+                .remove(&p.name)
+                .or_else(|| p.default.clone())
+                .unwrap_or(Value::Null);
             if p.kind == ParamType::Integer && v.is_f64() {
                 return invalid_args(&format!("`{}` must be an integer", p.name));
             }
@@ -251,15 +262,27 @@ impl Engine {
             Ok(output) => {
                 let data_probe = serde_json::to_string(&output.rows).unwrap_or_default();
                 let boundary = shape::boundary_for(&data_probe, random_token);
-                let shaped = shape::shape_rows(output, &checked.redactions, &self.settings.redactor, &boundary);
+                let shaped = shape::shape_rows(
+                    output,
+                    &checked.redactions,
+                    &self.settings.redactor,
+                    &boundary,
+                );
                 if !shaped.injections.is_empty() {
-                    self.counters.injection_flags.fetch_add(shaped.injections.len() as u64, Ordering::Relaxed);
+                    self.counters
+                        .injection_flags
+                        .fetch_add(shaped.injections.len() as u64, Ordering::Relaxed);
                 }
                 let mut meta = Map::new();
                 meta.insert("pgward/sql".into(), json!(checked.sql));
                 meta.insert("pgward/injection_warnings".into(), json!(shaped.injections));
                 meta.insert("pgward/redacted".into(), json!(shaped.redaction));
-                Outcome { text: shaped.text, structured: shaped.structured, is_error: false, meta }
+                Outcome {
+                    text: shaped.text,
+                    structured: shaped.structured,
+                    is_error: false,
+                    meta,
+                }
             }
             Err(e) => db_error_outcome(&e),
         }
@@ -283,13 +306,22 @@ impl Engine {
             &structured.to_string(),
             &boundary,
         );
-        Outcome { text, structured, is_error: false, meta: Map::new() }
+        Outcome {
+            text,
+            structured,
+            is_error: false,
+            meta: Map::new(),
+        }
     }
 
     async fn describe_table(&self, mut args: Map<String, Value>) -> Outcome {
         let name = match args.remove("table") {
             Some(Value::String(s)) if args.is_empty() => s,
-            _ => return invalid_args("`describe_table` needs only the argument `table` as a string"),
+            _ => {
+                return invalid_args(
+                    "`describe_table` needs only the argument `table` as a string",
+                );
+            }
         };
         let policy = &self.settings.policy;
         let parts: Vec<&str> = name.split('.').collect();
@@ -302,7 +334,10 @@ impl Engine {
         let Some(rule) = rule else {
             return violations_outcome(&[Violation::new(
                 Code::TableNotAllowed,
-                format!("table `{}` is not available; use list_tables to see the tables you may query", truncate(&name, 128)),
+                format!(
+                    "table `{}` is not available; use list_tables to see the tables you may query",
+                    truncate(&name, 128)
+                ),
             )]);
         };
         let catalog = match self.db.columns(&rule.name).await {
@@ -314,25 +349,41 @@ impl Engine {
             .filter_map(|c| {
                 let visible = match &rule.columns {
                     Columns::List(cols) => cols.iter().find(|r| r.name == c.name).map(|r| r.redact),
-                    Columns::All { redacted } => Some(redacted.iter().find(|r| r.name == c.name).and_then(|r| r.redact)),
+                    Columns::All { redacted } => Some(
+                        redacted
+                            .iter()
+                            .find(|r| r.name == c.name)
+                            .and_then(|r| r.redact),
+                    ),
                 };
-                visible.map(|redact| json!({
-                    "name": c.name,
-                    "type": c.data_type,
-                    "nullable": c.nullable,
-                    "redacted": redact,
-                    "comment": c.comment,
-                }))
+                visible.map(|redact| {
+                    json!({
+                        "name": c.name,
+                        "type": c.data_type,
+                        "nullable": c.nullable,
+                        "redacted": redact,
+                        "comment": c.comment,
+                    })
+                })
             })
             .collect();
         let structured = json!({ "table": rule.name.to_string(), "columns": columns });
         let boundary = random_token();
         let text = shape::frame(
-            &format!("Table {} has {} column(s) you may query. Redacted columns may only be selected, not filtered, joined, grouped or sorted.", rule.name, columns.len()),
+            &format!(
+                "Table {} has {} column(s) you may query. Redacted columns may only be selected, not filtered, joined, grouped or sorted.",
+                rule.name,
+                columns.len()
+            ),
             &structured.to_string(),
             &boundary,
         );
-        Outcome { text, structured, is_error: false, meta: Map::new() }
+        Outcome {
+            text,
+            structured,
+            is_error: false,
+            meta: Map::new(),
+        }
     }
 
     /// Start-up checks that need the database: the role's posture and the lookup tools'
@@ -368,19 +419,28 @@ impl Engine {
                         }
                     }
                 }
-                Err(e) => problems.push(format!("tools (`{}`): the SQL does not prepare: {e}", tool.name)),
+                Err(e) => problems.push(format!(
+                    "tools (`{}`): the SQL does not prepare: {e}",
+                    tool.name
+                )),
             }
         }
         for t in self.settings.policy.tables.values() {
             let cols = self.db.columns(&t.name).await?;
             if cols.is_empty() {
-                problems.push(format!("tables (`{}`): the table does not exist or the role cannot see it", t.name));
+                problems.push(format!(
+                    "tables (`{}`): the table does not exist or the role cannot see it",
+                    t.name
+                ));
                 continue;
             }
             if let Columns::List(list) = &t.columns {
                 for c in list {
                     if !cols.iter().any(|k| k.name == c.name) {
-                        problems.push(format!("tables (`{}`): column `{}` does not exist", t.name, c.name));
+                        problems.push(format!(
+                            "tables (`{}`): column `{}` does not exist",
+                            t.name, c.name
+                        ));
                     }
                 }
             }
@@ -458,10 +518,14 @@ fn refusal(code: &str, message: &str, violations: Vec<Value>) -> Outcome {
     let codes: Vec<Value> = if violations.is_empty() {
         vec![json!(code)]
     } else {
-        violations.iter().filter_map(|v| v.get("code").cloned()).collect()
+        violations
+            .iter()
+            .filter_map(|v| v.get("code").cloned())
+            .collect()
     };
     meta.insert("pgward/codes".into(), Value::Array(codes));
-    let structured = json!({ "error": { "code": code, "message": message, "violations": violations } });
+    let structured =
+        json!({ "error": { "code": code, "message": message, "violations": violations } });
     Outcome {
         text: format!("Refused ({code}): {message}"),
         structured,
@@ -475,7 +539,10 @@ fn invalid_args(message: &str) -> Outcome {
 }
 
 fn violations_outcome(violations: &[Violation]) -> Outcome {
-    let text_lines: Vec<String> = violations.iter().map(|v| format!("- {}: {}", v.code, v.message)).collect();
+    let text_lines: Vec<String> = violations
+        .iter()
+        .map(|v| format!("- {}: {}", v.code, v.message))
+        .collect();
     let list: Vec<Value> = violations
         .iter()
         .map(|v| json!({"code": v.code.as_str(), "message": v.message}))
@@ -491,7 +558,9 @@ fn db_error_outcome(e: &DbError) -> Outcome {
     match e {
         DbError::Postgres { code, message } if code == "57014" => refusal(
             codes::QUERY_TIMEOUT,
-            &format!("the query was stopped by the statement timeout (SQLSTATE {code}); make it cheaper"),
+            &format!(
+                "the query was stopped by the statement timeout (SQLSTATE {code}); make it cheaper"
+            ),
             vec![],
         ),
         DbError::Postgres { code, message } => refusal(
@@ -499,14 +568,22 @@ fn db_error_outcome(e: &DbError) -> Outcome {
             &format!("PostgreSQL error {code}: {message}"),
             vec![],
         ),
-        DbError::Cancelled => refusal(codes::CANCELLED, "the call was cancelled and the query stopped", vec![]),
+        DbError::Cancelled => refusal(
+            codes::CANCELLED,
+            "the call was cancelled and the query stopped",
+            vec![],
+        ),
         DbError::Value(v) => refusal(codes::UNSUPPORTED_TYPE, &v.to_string(), vec![]),
         DbError::Param(p) => refusal(codes::INVALID_ARGUMENTS, p, vec![]),
         other => {
             // Anything else is the server's problem: a generic message for the model, the
             // detail in the log.
             tracing::error!(error = %other, "database failure");
-            refusal(codes::UNAVAILABLE, "the database is unavailable; try again later", vec![])
+            refusal(
+                codes::UNAVAILABLE,
+                "the database is unavailable; try again later",
+                vec![],
+            )
         }
     }
 }

@@ -166,7 +166,14 @@ mod tests {
     #[test]
     fn key_patterns_match_common_spellings() {
         let r = redactor();
-        for k in ["password", "User_Password", "api key", "ApiKey", "SSN", "credit_card"] {
+        for k in [
+            "password",
+            "User_Password",
+            "api key",
+            "ApiKey",
+            "SSN",
+            "credit_card",
+        ] {
             assert!(r.key_is_sensitive(k), "{k}");
         }
         for k in ["email", "name", "total"] {

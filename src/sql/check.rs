@@ -85,7 +85,10 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         Err(e) => {
             return Err(vec![Violation::new(
                 Code::ParseError,
-                format!("could not parse the SQL: {}", strip_parser_prefix(&e.to_string())),
+                format!(
+                    "could not parse the SQL: {}",
+                    strip_parser_prefix(&e.to_string())
+                ),
             )]);
         }
     };
@@ -195,7 +198,9 @@ struct Checker<'p> {
 
 enum ColumnCtx {
     /// A bare column in the outermost select list: the only place a redacted column may be.
-    TopBare { index: usize },
+    TopBare {
+        index: usize,
+    },
     Other,
 }
 
@@ -269,152 +274,152 @@ impl<'p> Checker<'p> {
                 Code::DataModifying,
                 format!("`{keyword}` changes data; only a read-only SELECT is allowed"),
             ),
-        Statement::Analyze { .. }
-        | Statement::Set { .. }
-        | Statement::Truncate { .. }
-        | Statement::Msck { .. }
-        | Statement::Install { .. }
-        | Statement::Load { .. }
-        | Statement::Directory { .. }
-        | Statement::Case { .. }
-        | Statement::If { .. }
-        | Statement::While { .. }
-        | Statement::Raise { .. }
-        | Statement::Call { .. }
-        | Statement::Copy { .. }
-        | Statement::CopyIntoSnowflake { .. }
-        | Statement::Open { .. }
-        | Statement::Close { .. }
-        | Statement::CreateView { .. }
-        | Statement::CreateTable { .. }
-        | Statement::CreateVirtualTable { .. }
-        | Statement::CreateIndex { .. }
-        | Statement::CreateRole { .. }
-        | Statement::CreateSecret { .. }
-        | Statement::CreateServer { .. }
-        | Statement::CreateForeignTable { .. }
-        | Statement::CreateForeignDataWrapper { .. }
-        | Statement::CreateUserMapping { .. }
-        | Statement::CreatePolicy { .. }
-        | Statement::CreateRule { .. }
-        | Statement::CreateConnector { .. }
-        | Statement::CreateOperator { .. }
-        | Statement::CreateOperatorFamily { .. }
-        | Statement::CreateOperatorClass { .. }
-        | Statement::CreateTextSearch { .. }
-        | Statement::CreateAggregate { .. }
-        | Statement::AlterTable { .. }
-        | Statement::AlterSchema { .. }
-        | Statement::AlterIndex { .. }
-        | Statement::AlterView { .. }
-        | Statement::AlterFunction { .. }
-        | Statement::AlterType { .. }
-        | Statement::AlterCollation { .. }
-        | Statement::AlterOperator { .. }
-        | Statement::AlterOperatorFamily { .. }
-        | Statement::AlterOperatorClass { .. }
-        | Statement::AlterTextSearch { .. }
-        | Statement::AlterRole { .. }
-        | Statement::AlterPolicy { .. }
-        | Statement::AlterTrigger { .. }
-        | Statement::AlterConnector { .. }
-        | Statement::AlterSession { .. }
-        | Statement::AttachDatabase { .. }
-        | Statement::AttachDuckDBDatabase { .. }
-        | Statement::DetachDuckDBDatabase { .. }
-        | Statement::Drop { .. }
-        | Statement::DropFunction { .. }
-        | Statement::DropDomain { .. }
-        | Statement::DropProcedure { .. }
-        | Statement::DropSecret { .. }
-        | Statement::DropPolicy { .. }
-        | Statement::DropRule { .. }
-        | Statement::DropConnector { .. }
-        | Statement::Declare { .. }
-        | Statement::CreateExtension { .. }
-        | Statement::CreateCollation { .. }
-        | Statement::DropExtension { .. }
-        | Statement::DropOperator { .. }
-        | Statement::DropOperatorFamily { .. }
-        | Statement::DropOperatorClass { .. }
-        | Statement::Fetch { .. }
-        | Statement::Flush { .. }
-        | Statement::Discard { .. }
-        | Statement::ShowFunctions { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ShowStatus { .. }
-        | Statement::ShowVariables { .. }
-        | Statement::ShowCreate { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowCatalogs { .. }
-        | Statement::ShowDatabases { .. }
-        | Statement::ShowProcessList { .. }
-        | Statement::ShowSchemas { .. }
-        | Statement::ShowCharset { .. }
-        | Statement::ShowObjects { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowViews { .. }
-        | Statement::ShowCollation { .. }
-        | Statement::Use { .. }
-        | Statement::StartTransaction { .. }
-        | Statement::Comment { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::CreateSchema { .. }
-        | Statement::CreateDatabase { .. }
-        | Statement::CreateFunction { .. }
-        | Statement::CreateTrigger { .. }
-        | Statement::DropTrigger { .. }
-        | Statement::CreateProcedure { .. }
-        | Statement::CreateMacro { .. }
-        | Statement::CreateStage { .. }
-        | Statement::CreateFileFormat { .. }
-        | Statement::CreateWarehouse { .. }
-        | Statement::Assert { .. }
-        | Statement::Grant { .. }
-        | Statement::GrantRole { .. }
-        | Statement::Deny { .. }
-        | Statement::Revoke { .. }
-        | Statement::RevokeRole { .. }
-        | Statement::AlterDefaultPrivileges { .. }
-        | Statement::Deallocate { .. }
-        | Statement::Execute { .. }
-        | Statement::Prepare { .. }
-        | Statement::Kill { .. }
-        | Statement::ExplainTable { .. }
-        | Statement::Explain { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. }
-        | Statement::Cache { .. }
-        | Statement::UNCache { .. }
-        | Statement::CreateSequence { .. }
-        | Statement::CreateDomain { .. }
-        | Statement::CreateType { .. }
-        | Statement::Pragma { .. }
-        | Statement::Lock { .. }
-        | Statement::LockTables { .. }
-        | Statement::UnlockTables { .. }
-        | Statement::Unload { .. }
-        | Statement::OptimizeTable { .. }
-        | Statement::LISTEN { .. }
-        | Statement::UNLISTEN { .. }
-        | Statement::NOTIFY { .. }
-        | Statement::LoadData { .. }
-        | Statement::RenameTable { .. }
-        | Statement::List { .. }
-        | Statement::Put { .. }
-        | Statement::Remove { .. }
-        | Statement::RaisError { .. }
-        | Statement::Throw { .. }
-        | Statement::Print { .. }
-        | Statement::WaitFor { .. }
-        | Statement::Return { .. }
-        | Statement::ExportData { .. }
-        | Statement::CreateUser { .. }
-        | Statement::AlterUser { .. }
-        | Statement::Vacuum { .. }
-        | Statement::Reset { .. }
-        | Statement::RefreshMaterializedView { .. } => self.deny(
+            Statement::Analyze { .. }
+            | Statement::Set { .. }
+            | Statement::Truncate { .. }
+            | Statement::Msck { .. }
+            | Statement::Install { .. }
+            | Statement::Load { .. }
+            | Statement::Directory { .. }
+            | Statement::Case { .. }
+            | Statement::If { .. }
+            | Statement::While { .. }
+            | Statement::Raise { .. }
+            | Statement::Call { .. }
+            | Statement::Copy { .. }
+            | Statement::CopyIntoSnowflake { .. }
+            | Statement::Open { .. }
+            | Statement::Close { .. }
+            | Statement::CreateView { .. }
+            | Statement::CreateTable { .. }
+            | Statement::CreateVirtualTable { .. }
+            | Statement::CreateIndex { .. }
+            | Statement::CreateRole { .. }
+            | Statement::CreateSecret { .. }
+            | Statement::CreateServer { .. }
+            | Statement::CreateForeignTable { .. }
+            | Statement::CreateForeignDataWrapper { .. }
+            | Statement::CreateUserMapping { .. }
+            | Statement::CreatePolicy { .. }
+            | Statement::CreateRule { .. }
+            | Statement::CreateConnector { .. }
+            | Statement::CreateOperator { .. }
+            | Statement::CreateOperatorFamily { .. }
+            | Statement::CreateOperatorClass { .. }
+            | Statement::CreateTextSearch { .. }
+            | Statement::CreateAggregate { .. }
+            | Statement::AlterTable { .. }
+            | Statement::AlterSchema { .. }
+            | Statement::AlterIndex { .. }
+            | Statement::AlterView { .. }
+            | Statement::AlterFunction { .. }
+            | Statement::AlterType { .. }
+            | Statement::AlterCollation { .. }
+            | Statement::AlterOperator { .. }
+            | Statement::AlterOperatorFamily { .. }
+            | Statement::AlterOperatorClass { .. }
+            | Statement::AlterTextSearch { .. }
+            | Statement::AlterRole { .. }
+            | Statement::AlterPolicy { .. }
+            | Statement::AlterTrigger { .. }
+            | Statement::AlterConnector { .. }
+            | Statement::AlterSession { .. }
+            | Statement::AttachDatabase { .. }
+            | Statement::AttachDuckDBDatabase { .. }
+            | Statement::DetachDuckDBDatabase { .. }
+            | Statement::Drop { .. }
+            | Statement::DropFunction { .. }
+            | Statement::DropDomain { .. }
+            | Statement::DropProcedure { .. }
+            | Statement::DropSecret { .. }
+            | Statement::DropPolicy { .. }
+            | Statement::DropRule { .. }
+            | Statement::DropConnector { .. }
+            | Statement::Declare { .. }
+            | Statement::CreateExtension { .. }
+            | Statement::CreateCollation { .. }
+            | Statement::DropExtension { .. }
+            | Statement::DropOperator { .. }
+            | Statement::DropOperatorFamily { .. }
+            | Statement::DropOperatorClass { .. }
+            | Statement::Fetch { .. }
+            | Statement::Flush { .. }
+            | Statement::Discard { .. }
+            | Statement::ShowFunctions { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::ShowCreate { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowCatalogs { .. }
+            | Statement::ShowDatabases { .. }
+            | Statement::ShowProcessList { .. }
+            | Statement::ShowSchemas { .. }
+            | Statement::ShowCharset { .. }
+            | Statement::ShowObjects { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowViews { .. }
+            | Statement::ShowCollation { .. }
+            | Statement::Use { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Comment { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. }
+            | Statement::CreateFunction { .. }
+            | Statement::CreateTrigger { .. }
+            | Statement::DropTrigger { .. }
+            | Statement::CreateProcedure { .. }
+            | Statement::CreateMacro { .. }
+            | Statement::CreateStage { .. }
+            | Statement::CreateFileFormat { .. }
+            | Statement::CreateWarehouse { .. }
+            | Statement::Assert { .. }
+            | Statement::Grant { .. }
+            | Statement::GrantRole { .. }
+            | Statement::Deny { .. }
+            | Statement::Revoke { .. }
+            | Statement::RevokeRole { .. }
+            | Statement::AlterDefaultPrivileges { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Execute { .. }
+            | Statement::Prepare { .. }
+            | Statement::Kill { .. }
+            | Statement::ExplainTable { .. }
+            | Statement::Explain { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Cache { .. }
+            | Statement::UNCache { .. }
+            | Statement::CreateSequence { .. }
+            | Statement::CreateDomain { .. }
+            | Statement::CreateType { .. }
+            | Statement::Pragma { .. }
+            | Statement::Lock { .. }
+            | Statement::LockTables { .. }
+            | Statement::UnlockTables
+            | Statement::Unload { .. }
+            | Statement::OptimizeTable { .. }
+            | Statement::LISTEN { .. }
+            | Statement::UNLISTEN { .. }
+            | Statement::NOTIFY { .. }
+            | Statement::LoadData { .. }
+            | Statement::RenameTable { .. }
+            | Statement::List { .. }
+            | Statement::Put { .. }
+            | Statement::Remove { .. }
+            | Statement::RaisError { .. }
+            | Statement::Throw { .. }
+            | Statement::Print { .. }
+            | Statement::WaitFor { .. }
+            | Statement::Return { .. }
+            | Statement::ExportData { .. }
+            | Statement::CreateUser { .. }
+            | Statement::AlterUser { .. }
+            | Statement::Vacuum { .. }
+            | Statement::Reset { .. }
+            | Statement::RefreshMaterializedView { .. } => self.deny(
                 Code::NotSelect,
                 format!("`{keyword}` statements are not allowed; only a read-only SELECT is"),
             ),
@@ -516,13 +521,13 @@ impl<'p> Checker<'p> {
                 if !limit_by.is_empty() {
                     self.unsupported("`LIMIT BY`");
                 }
-                if let Some(off) = offset {
-                    if constant_u64(&off.value).is_none() {
-                        self.deny(
-                            Code::NonConstantLimit,
-                            "OFFSET must be a non-negative integer constant",
-                        );
-                    }
+                if let Some(off) = offset
+                    && constant_u64(&off.value).is_none()
+                {
+                    self.deny(
+                        Code::NonConstantLimit,
+                        "OFFSET must be a non-negative integer constant",
+                    );
                 }
                 match limit {
                     None => {
@@ -592,7 +597,10 @@ impl<'p> Checker<'p> {
         order_by: Option<&mut sqlparser::ast::OrderBy>,
     ) -> Vec<String> {
         if select.into.is_some() {
-            self.deny(Code::SelectInto, "`SELECT INTO` creates a table; it is not allowed");
+            self.deny(
+                Code::SelectInto,
+                "`SELECT INTO` creates a table; it is not allowed",
+            );
         }
         if select.top.is_some()
             || !select.optimizer_hints.is_empty()
@@ -697,20 +705,19 @@ impl<'p> Checker<'p> {
             return;
         }
         // A bare name in ORDER BY matches an output column first, as in PostgreSQL.
-        if let Expr::Identifier(id) = &item.expr {
-            if let Ok(name) = fold(id) {
-                if let Some(o) = outputs.iter().find(|o| o.name == name) {
-                    if o.redacted {
-                        self.deny(
+        if let Expr::Identifier(id) = &item.expr
+            && let Ok(name) = fold(id)
+            && let Some(o) = outputs.iter().find(|o| o.name == name)
+        {
+            if o.redacted {
+                self.deny(
                             Code::RedactedColumnUse,
                             format!(
                                 "ORDER BY `{name}` sorts by a redacted column; redacted columns may only be selected"
                             ),
                         );
-                    }
-                    return;
-                }
             }
+            return;
         }
         if inputs {
             self.check_expr(&mut item.expr);
@@ -763,9 +770,7 @@ impl<'p> Checker<'p> {
                         continue;
                     };
                     match self.find_entry_current(&parts) {
-                        Some(i) => {
-                            self.expand_entry(i, top, &mut projection, &mut outputs, &opts)
-                        }
+                        Some(i) => self.expand_entry(i, top, &mut projection, &mut outputs, &opts),
                         None => self.deny(
                             Code::TableNotAllowed,
                             format!(
@@ -785,10 +790,11 @@ impl<'p> Checker<'p> {
                     let index = projection.len();
                     let (_, redacted) = self.check_select_expr(&mut expr, top, index);
                     let name = self.fold(&alias).unwrap_or_default();
-                    if let Some(r) = self.redactions.last_mut() {
-                        if redacted && r.index == index {
-                            r.column = name.clone();
-                        }
+                    if let Some(r) = self.redactions.last_mut()
+                        && redacted
+                        && r.index == index
+                    {
+                        r.column = name.clone();
                     }
                     outputs.push(Output { name, redacted });
                     projection.push(SelectItem::ExprWithAlias { expr, alias });
@@ -1029,23 +1035,25 @@ impl<'p> Checker<'p> {
                 let alias_name = match alias {
                     Some(a) => {
                         if !a.columns.is_empty() {
-                            self.unsupported("column aliases on a table; alias columns in the select list");
+                            self.unsupported(
+                                "column aliases on a table; alias columns in the select list",
+                            );
                         }
                         self.fold(&a.name)
                     }
                     None => None,
                 };
                 // A CTE shadows a table of the same unqualified name, as in PostgreSQL.
-                if let [single] = parts.as_slice() {
-                    if let Some((_, cols)) = self.ctes.iter().rev().find(|(n, _)| n == single) {
-                        let entry = Entry {
-                            refname: alias_name.unwrap_or_else(|| single.clone()),
-                            qualified: None,
-                            kind: EntryKind::Derived(cols.clone()),
-                        };
-                        self.push_entry(entry);
-                        return;
-                    }
+                if let [single] = parts.as_slice()
+                    && let Some((_, cols)) = self.ctes.iter().rev().find(|(n, _)| n == single)
+                {
+                    let entry = Entry {
+                        refname: alias_name.unwrap_or_else(|| single.clone()),
+                        qualified: None,
+                        kind: EntryKind::Derived(cols.clone()),
+                    };
+                    self.push_entry(entry);
+                    return;
                 }
                 let rule = match parts.as_slice() {
                     [table] => self.policy.resolve_unqualified(table),
@@ -1576,7 +1584,9 @@ impl<'p> Checker<'p> {
             }
             (ParamMode::Tool { count }, _) => self.deny(
                 Code::PlaceholderNotAllowed,
-                format!("placeholder `{placeholder}` does not match a declared parameter ($1..${count})"),
+                format!(
+                    "placeholder `{placeholder}` does not match a declared parameter ($1..${count})"
+                ),
             ),
         }
     }
@@ -1667,8 +1677,8 @@ impl<'p> Checker<'p> {
                     self.check_expr(&mut item.expr);
                 }
                 if let Some(frame) = &mut spec.window_frame {
-                    for bound in std::iter::once(&mut frame.start_bound)
-                        .chain(frame.end_bound.as_mut())
+                    for bound in
+                        std::iter::once(&mut frame.start_bound).chain(frame.end_bound.as_mut())
                     {
                         if let WindowFrameBound::Preceding(Some(e))
                         | WindowFrameBound::Following(Some(e)) = bound
@@ -1716,7 +1726,8 @@ impl<'p> Checker<'p> {
                     .collect();
                 let ok = parts.as_deref().is_some_and(|p| {
                     self.policy.functions.allows(p)
-                        && p.last().is_some_and(|b| !DENIED_FUNCTIONS.contains(&b.as_str()))
+                        && p.last()
+                            .is_some_and(|b| !DENIED_FUNCTIONS.contains(&b.as_str()))
                 });
                 if !ok {
                     problems.push(Violation::new(
