@@ -31,7 +31,11 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
 /// Builds the engine against the database: reads the catalog for `columns = "all"` tables,
 /// revalidates with it, and runs the start-up posture and tool checks.
 pub async fn build_engine(path: &Path) -> Result<Arc<Engine>, AppError> {
-    let cfg = config::load(path)?;
+    build_engine_from(config::load(path)?).await
+}
+
+/// As [`build_engine`], from a config whose `${ENV}` references are already resolved.
+pub async fn build_engine_from(cfg: config::Config) -> Result<Arc<Engine>, AppError> {
     let offline = config::validate(&cfg, &BTreeMap::new()).map_err(ConfigError::Invalid)?;
     let db = Database::connect(&offline.database)?;
     let catalog = db.catalog(&offline.all_column_tables).await?;
