@@ -753,7 +753,8 @@ impl<'p> Checker<'p> {
                 SelectItem::Wildcard(opts) => {
                     self.check_wildcard_options(&opts);
                     let count = self.levels.last().map_or(0, |l| l.entries.len());
-                    if count == 0 {
+                    // With a FROM clause whose items were refused, the refusal already says why.
+                    if count == 0 && select.from.is_empty() {
                         self.deny(Code::UnsupportedSyntax, "`*` needs a FROM clause");
                     }
                     for i in 0..count {
