@@ -235,14 +235,7 @@ pub fn validate(
                                 ));
                             }
                         }
-                        Columns::List(
-                            cols.iter()
-                                .map(|c| ColumnRule {
-                                    name: c.clone(),
-                                    redact: t.redact.get(c).copied(),
-                                })
-                                .collect(),
-                        )
+                        column_list(cols, &t.redact)
                     }
                     None => Columns::All {
                         redacted: redact_rules,
@@ -273,14 +266,7 @@ pub fn validate(
                         ));
                     }
                 }
-                Columns::List(
-                    cols.iter()
-                        .map(|c| ColumnRule {
-                            name: c.clone(),
-                            redact: t.redact.get(c).copied(),
-                        })
-                        .collect(),
-                )
+                column_list(cols, &t.redact)
             }
         };
         tables.insert(
@@ -352,6 +338,17 @@ pub fn validate(
         }),
         _ => Err(problems),
     }
+}
+
+fn column_list(cols: &[String], redact: &BTreeMap<String, Strategy>) -> Columns {
+    Columns::List(
+        cols.iter()
+            .map(|c| ColumnRule {
+                name: c.clone(),
+                redact: redact.get(c).copied(),
+            })
+            .collect(),
+    )
 }
 
 fn is_system_schema(s: &str) -> bool {

@@ -121,11 +121,20 @@ impl Database {
         })
     }
 
-    async fn get(&self) -> Result<Object, DbError> {
-        self.pool
+    /// Takes a pooled connection and opens pgward's read-only transaction on it.
+    async fn open(&self) -> Result<Session, DbError> {
+        let object = self
+            .pool
             .get()
             .await
-            .map_err(|e| DbError::Unavailable(e.to_string()))
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let session = Session::new(object);
+        session
+            .client()?
+            .batch_execute(&self.begin)
+            .await
+            .map_err(|e| DbError::from_pg(&e))?;
+        Ok(session)
     }
 
     /// Pool status: (size, available, waiting).
@@ -146,13 +155,8 @@ impl Database {
         limits: CallLimits,
         cancelled: impl Future<Output = ()>,
     ) -> Result<QueryOutput, DbError> {
-        let object = self.get().await?;
-        let mut session = Session::new(object);
+        let mut session = self.open().await?;
         let client = session.client()?;
-        client
-            .batch_execute(&self.begin)
-            .await
-            .map_err(|e| DbError::from_pg(&e))?;
         let cancel_token = client.cancel_token();
         let outcome = {
             let work = fetch(client, sql, args, limits);
@@ -179,13 +183,8 @@ impl Database {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
-        let object = self.get().await?;
-        let mut session = Session::new(object);
+        let mut session = self.open().await?;
         let client = session.client()?;
-        client
-            .batch_execute(&self.begin)
-            .await
-            .map_err(|e| DbError::from_pg(&e))?;
         let rows = client
             .query(sql, params)
             .await
@@ -200,13 +199,8 @@ impl Database {
         &self,
         sql: &str,
     ) -> Result<Vec<tokio_postgres::types::Type>, DbError> {
-        let object = self.get().await?;
-        let mut session = Session::new(object);
+        let mut session = self.open().await?;
         let client = session.client()?;
-        client
-            .batch_execute(&self.begin)
-            .await
-            .map_err(|e| DbError::from_pg(&e))?;
         let stmt = client.prepare(sql).await.map_err(|e| DbError::from_pg(&e));
         session.rollback().await;
         Ok(stmt?.params().to_vec())

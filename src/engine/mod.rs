@@ -299,19 +299,8 @@ impl Engine {
             .values()
             .map(|t| json!({"name": t.name.to_string(), "description": t.description}))
             .collect();
-        let structured = json!({ "tables": tables });
-        let boundary = random_token();
-        let text = shape::frame(
-            &format!("{} table(s) may be queried.", tables.len()),
-            &structured.to_string(),
-            &boundary,
-        );
-        Outcome {
-            text,
-            structured,
-            is_error: false,
-            meta: Map::new(),
-        }
+        let summary = format!("{} table(s) may be queried.", tables.len());
+        framed(&summary, json!({ "tables": tables }))
     }
 
     async fn describe_table(&self, mut args: Map<String, Value>) -> Outcome {
@@ -367,23 +356,15 @@ impl Engine {
                 })
             })
             .collect();
-        let structured = json!({ "table": rule.name.to_string(), "columns": columns });
-        let boundary = random_token();
-        let text = shape::frame(
-            &format!(
-                "Table {} has {} column(s) you may query. Redacted columns may only be selected, not filtered, joined, grouped or sorted.",
-                rule.name,
-                columns.len()
-            ),
-            &structured.to_string(),
-            &boundary,
+        let summary = format!(
+            "Table {} has {} column(s) you may query. Redacted columns may only be selected, not filtered, joined, grouped or sorted.",
+            rule.name,
+            columns.len()
         );
-        Outcome {
-            text,
-            structured,
-            is_error: false,
-            meta: Map::new(),
-        }
+        framed(
+            &summary,
+            json!({ "table": rule.name.to_string(), "columns": columns }),
+        )
     }
 
     /// Start-up checks that need the database: the role's posture and the lookup tools'
@@ -470,6 +451,18 @@ fn random_token() -> String {
         return format!("{nanos:x}{:p}", &buf);
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A successful outcome whose data is framed as untrusted.
+fn framed(summary: &str, structured: Value) -> Outcome {
+    let data = structured.to_string();
+    let text = shape::frame(summary, &data, &shape::boundary_for(&data, random_token));
+    Outcome {
+        text,
+        structured,
+        is_error: false,
+        meta: Map::new(),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
