@@ -62,6 +62,10 @@ impl DbError {
     }
 }
 
+/// How many times, and how often, a cancel request is sent for a call the client abandoned.
+const CANCEL_ATTEMPTS: usize = 50;
+const CANCEL_RETRY: Duration = Duration::from_millis(100);
+
 /// Limits applied to one call.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLimits {
@@ -165,14 +169,27 @@ impl Database {
             tokio::select! {
                 r = &mut work => r,
                 () = &mut cancelled => {
-                    // The client gave up: ask the server to stop the query, then let the
-                    // statement finish with its cancellation error.
-                    let _ = cancel_token.cancel_query(NoTls).await;
-                    let _ = work.await;
+                    // The client gave up: ask the server to stop the query. A cancel request
+                    // that arrives before the statement starts is ignored by PostgreSQL, so it
+                    // is repeated until the statement ends.
+                    for _ in 0..CANCEL_ATTEMPTS {
+                        let _ = cancel_token.cancel_query(NoTls).await;
+                        tokio::select! {
+                            _ = &mut work => break,
+                            () = tokio::time::sleep(CANCEL_RETRY) => {}
+                        }
+                    }
+                    // If it still has not ended, the session is not rolled back cleanly and
+                    // its connection is closed below, which ends the backend's work.
                     Err(DbError::Cancelled)
                 }
             }
         };
+        if matches!(outcome, Err(DbError::Cancelled)) {
+            // The statement may still be running: never reuse this connection.
+            session.discard();
+            return outcome;
+        }
         session.rollback().await;
         outcome
     }
@@ -448,6 +465,11 @@ impl Session {
             .as_deref()
             .map(|w| &**w)
             .ok_or_else(|| DbError::Unavailable("connection already released".into()))
+    }
+
+    /// Marks the connection for closing instead of returning it to the pool.
+    fn discard(&mut self) {
+        self.clean = false;
     }
 
     async fn rollback(&mut self) {
