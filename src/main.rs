@@ -54,6 +54,8 @@ fn main() -> ExitCode {
 fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Headroom for the SQL check's recursive steps over deeply nested (but bounded) trees.
+        .thread_stack_size(8 * 1024 * 1024)
         .enable_all()
         .build()
     {

@@ -152,9 +152,11 @@ pub fn validate(
             limits.max_result_bytes
         ));
     }
-    if limits.max_sql_length < 16 || limits.max_sql_length > 1_000_000 {
+    // The parser builds one tree node per operator of a long chain and frees the tree
+    // recursively, so the text length is bounded well below what a worker stack can free.
+    if limits.max_sql_length < 16 || limits.max_sql_length > 65_536 {
         problems.push(format!(
-            "limits.max_sql_length: must be between 16 and 1000000, got {}",
+            "limits.max_sql_length: must be between 16 and 65536, got {}",
             limits.max_sql_length
         ));
     }

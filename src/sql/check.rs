@@ -22,6 +22,20 @@ use crate::redact::Strategy;
 /// PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1); longer
 /// names are refused so truncation can never make a name mean something else.
 const MAX_IDENT_BYTES: usize = 63;
+/// SQL keywords that read like column names but call session functions.
+const SESSION_KEYWORDS: &[&str] = &[
+    "current_role",
+    "current_user",
+    "session_user",
+    "system_user",
+    "user",
+    "current_schema",
+    "current_catalog",
+];
+/// Deepest expression or query nesting the walk accepts. Long left-associative chains
+/// (`1+1+...`) nest without tripping the parser's recursion limit; this bounds them before any
+/// recursive step (the walk, the visitor, re-serialization) can exhaust the stack.
+const MAX_DEPTH: usize = 200;
 /// Nesting depth the parser accepts; deeper input is refused, never overflows the stack.
 const RECURSION_LIMIT: usize = 48;
 
@@ -175,6 +189,8 @@ enum EntryKind<'p> {
 #[derive(Default)]
 struct Level<'p> {
     entries: Vec<Entry<'p>>,
+    /// Columns merged by `JOIN ... USING`: a bare name refers to the merged column.
+    merged: Vec<String>,
 }
 
 /// One select-list output, for ORDER BY / GROUP BY references and redaction.
@@ -194,6 +210,8 @@ struct Checker<'p> {
     tables: BTreeSet<QualifiedName>,
     limit: u64,
     max_placeholder: usize,
+    depth: usize,
+    too_deep: bool,
 }
 
 enum ColumnCtx {
@@ -216,6 +234,8 @@ impl<'p> Checker<'p> {
             tables: BTreeSet::new(),
             limit: 0,
             max_placeholder: 0,
+            depth: 0,
+            too_deep: false,
         }
     }
 
@@ -428,6 +448,15 @@ impl<'p> Checker<'p> {
 
     /// Checks a query; returns its output column names.
     fn check_query(&mut self, query: &mut Query, top: bool) -> Vec<String> {
+        if !self.enter() {
+            return Vec::new();
+        }
+        let outputs = self.check_query_inner(query, top);
+        self.depth -= 1;
+        outputs
+    }
+
+    fn check_query_inner(&mut self, query: &mut Query, top: bool) -> Vec<String> {
         let cte_mark = self.ctes.len();
         if let Some(with) = &mut query.with {
             let recursive = with.recursive;
@@ -442,7 +471,7 @@ impl<'p> Checker<'p> {
                     .alias
                     .columns
                     .iter()
-                    .filter_map(|c| fold(&c.name).ok())
+                    .filter_map(|c| self.fold(&c.name))
                     .collect();
                 if recursive {
                     if alias_cols.is_empty() {
@@ -562,8 +591,12 @@ impl<'p> Checker<'p> {
             SetExpr::Select(select) => self.check_select(select, false, None),
             SetExpr::Query(query) => self.check_query(query, false),
             SetExpr::SetOperation { left, right, .. } => {
+                if !self.enter() {
+                    return Vec::new();
+                }
                 let outputs = self.check_set_expr(left);
                 self.check_set_expr(right);
+                self.depth -= 1;
                 outputs
             }
             SetExpr::Values(values) => {
@@ -650,11 +683,7 @@ impl<'p> Checker<'p> {
                     self.unsupported("GROUP BY modifiers");
                 }
                 for expr in exprs {
-                    if let Some(pos) = constant_u64(expr) {
-                        self.check_position(pos, &outputs, "GROUP BY");
-                    } else {
-                        self.check_expr(expr);
-                    }
+                    self.check_group_item(expr, &outputs);
                 }
             }
         }
@@ -696,12 +725,88 @@ impl<'p> Checker<'p> {
         }
     }
 
+    /// A numeric constant in ORDER BY or GROUP BY is a position in the select list. Returns
+    /// true when `expr` was one (and has been checked).
+    fn check_position_literal(&mut self, expr: &Expr, outputs: &[Output], clause: &str) -> bool {
+        let Some(text) = number_literal(expr) else {
+            return false;
+        };
+        // Only plain decimal positions are accepted: other integer spellings (0x1, 0b1, 1_0)
+        // are positions to newer PostgreSQL releases, and must not slip past this check.
+        match text.parse::<u64>() {
+            Ok(pos) if text.bytes().all(|b| b.is_ascii_digit()) => {
+                self.check_position(pos, outputs, clause)
+            }
+            _ => self.deny(
+                Code::UnsupportedSyntax,
+                format!("{clause} `{text}`: write positions as plain decimal integers"),
+            ),
+        }
+        true
+    }
+
+    fn check_group_item(&mut self, expr: &mut Expr, outputs: &[Output]) {
+        if self.check_position_literal(expr, outputs, "GROUP BY") {
+            return;
+        }
+        match expr {
+            Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
+                for set in sets {
+                    for item in set {
+                        self.check_group_item(item, outputs);
+                    }
+                }
+            }
+            Expr::Identifier(id) => {
+                // PostgreSQL resolves a GROUP BY name against input columns first and output
+                // aliases second; an input column may be hidden, so an alias is usable only
+                // when no table in FROM could hold a column of that name.
+                if let Ok(name) = fold(id)
+                    && let Some(o) = outputs.iter().find(|o| o.name == name)
+                    && !self.visible_in_current_level(&name)
+                {
+                    if o.redacted {
+                        self.deny(
+                            Code::RedactedColumnUse,
+                            format!("GROUP BY `{name}` groups by a redacted column; redacted columns may only be selected"),
+                        );
+                    } else if self.current_level_has_tables() {
+                        self.deny(
+                            Code::ColumnNotAllowed,
+                            format!("GROUP BY `{name}`: PostgreSQL would look for an input column `{name}` before the output alias, and it may be hidden; group by the expression or its position"),
+                        );
+                    }
+                    return;
+                }
+                self.check_expr(expr);
+            }
+            _ => self.check_expr(expr),
+        }
+    }
+
+    fn visible_in_current_level(&self, name: &str) -> bool {
+        self.levels.last().is_some_and(|l| {
+            l.merged.iter().any(|m| m == name)
+                || l.entries.iter().any(|e| match &e.kind {
+                    EntryKind::Table(rule) => rule.column(name).is_some(),
+                    EntryKind::Derived(cols) => cols.iter().any(|c| c == name),
+                })
+        })
+    }
+
+    fn current_level_has_tables(&self) -> bool {
+        self.levels.last().is_some_and(|l| {
+            l.entries
+                .iter()
+                .any(|e| matches!(e.kind, EntryKind::Table(_)))
+        })
+    }
+
     fn check_order_item(&mut self, item: &mut OrderByExpr, outputs: &[Output], inputs: bool) {
         if item.with_fill.is_some() {
             self.unsupported("`WITH FILL`");
         }
-        if let Some(pos) = constant_u64(&item.expr) {
-            self.check_position(pos, outputs, "ORDER BY");
+        if self.check_position_literal(&item.expr, outputs, "ORDER BY") {
             return;
         }
         // A bare name in ORDER BY matches an output column first, as in PostgreSQL.
@@ -782,13 +887,13 @@ impl<'p> Checker<'p> {
                     }
                 }
                 SelectItem::UnnamedExpr(mut expr) => {
-                    let index = projection.len();
+                    let index = outputs.len();
                     let (name, redacted) = self.check_select_expr(&mut expr, top, index);
                     outputs.push(Output { name, redacted });
                     projection.push(SelectItem::UnnamedExpr(expr));
                 }
                 SelectItem::ExprWithAlias { mut expr, alias } => {
-                    let index = projection.len();
+                    let index = outputs.len();
                     let (_, redacted) = self.check_select_expr(&mut expr, top, index);
                     let name = self.fold(&alias).unwrap_or_default();
                     if let Some(r) = self.redactions.last_mut()
@@ -853,7 +958,29 @@ impl<'p> Checker<'p> {
         };
         let refname = entry.refname.clone();
         let columns: Vec<(String, Option<Strategy>)> = match &entry.kind {
-            EntryKind::Derived(cols) => cols.iter().map(|c| (c.clone(), None)).collect(),
+            EntryKind::Derived(cols) => {
+                // A subquery's or CTE's columns hold only checked values (never a redacted
+                // one), and their names are PostgreSQL's to give: keep `t.*` as written.
+                if refname.is_empty() {
+                    self.deny(
+                        Code::UnsupportedSyntax,
+                        "give the subquery in FROM an alias so `*` can name its columns",
+                    );
+                    return;
+                }
+                let cols = cols.clone();
+                projection.push(SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(ObjectName::from(vec![quoted(
+                        &refname,
+                    )])),
+                    opts.clone(),
+                ));
+                outputs.extend(cols.into_iter().map(|name| Output {
+                    name,
+                    redacted: false,
+                }));
+                return;
+            }
             EntryKind::Table(rule) => match &rule.columns {
                 Columns::List(cols) => cols
                     .iter()
@@ -894,7 +1021,7 @@ impl<'p> Checker<'p> {
             return;
         }
         for (column, strategy) in columns {
-            let index = projection.len();
+            let index = outputs.len();
             let redacted = strategy.is_some();
             if let Some(strategy) = strategy {
                 if top {
@@ -929,8 +1056,12 @@ impl<'p> Checker<'p> {
     }
 
     fn check_table_with_joins(&mut self, table: &mut TableWithJoins) {
+        // A join's ON and USING see only the items of its own join tree (PostgreSQL scoping),
+        // not the other comma-separated FROM items of the level.
+        let start = self.levels.last().map_or(0, |l| l.entries.len());
         self.check_table_factor(&mut table.relation);
         for join in &mut table.joins {
+            let right_start = self.levels.last().map_or(0, |l| l.entries.len());
             self.check_table_factor(&mut join.relation);
             match &mut join.join_operator {
                 JoinOperator::Join(c)
@@ -940,15 +1071,44 @@ impl<'p> Checker<'p> {
                 | JoinOperator::Right(c)
                 | JoinOperator::RightOuter(c)
                 | JoinOperator::FullOuter(c)
-                | JoinOperator::CrossJoin(c) => self.check_join_constraint(c),
+                | JoinOperator::CrossJoin(c) => self.check_join_constraint(c, start, right_start),
                 _ => self.unsupported("this kind of join"),
             }
         }
     }
 
-    fn check_join_constraint(&mut self, constraint: &mut JoinConstraint) {
+    /// Runs `f` with only the current level's items from `start` on visible.
+    fn with_items_from<T>(&mut self, start: usize, f: impl FnOnce(&mut Self) -> T) -> T {
+        let hidden: Vec<Entry<'p>> = match self.levels.last_mut() {
+            Some(level) => level
+                .entries
+                .drain(..start.min(level.entries.len()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let merged = self
+            .levels
+            .last_mut()
+            .map(|l| std::mem::take(&mut l.merged))
+            .unwrap_or_default();
+        let out = f(self);
+        if let Some(level) = self.levels.last_mut() {
+            let visible = std::mem::replace(&mut level.entries, hidden);
+            level.entries.extend(visible);
+            let inner = std::mem::replace(&mut level.merged, merged);
+            level.merged.extend(inner);
+        }
+        out
+    }
+
+    fn check_join_constraint(
+        &mut self,
+        constraint: &mut JoinConstraint,
+        start: usize,
+        right_start: usize,
+    ) {
         match constraint {
-            JoinConstraint::On(expr) => self.check_expr(expr),
+            JoinConstraint::On(expr) => self.with_items_from(start, |this| this.check_expr(expr)),
             JoinConstraint::Using(names) => {
                 for name in names.iter() {
                     let Some(parts) = self.fold_name(name) else {
@@ -958,7 +1118,7 @@ impl<'p> Checker<'p> {
                         self.unsupported("a qualified name in USING");
                         continue;
                     };
-                    self.check_using_column(column);
+                    self.check_using_column(column, start, right_start);
                 }
             }
             JoinConstraint::Natural => self.deny(
@@ -970,30 +1130,38 @@ impl<'p> Checker<'p> {
         }
     }
 
-    /// `USING (c)`: `c` must be visible in the new item and in at least one earlier item.
-    fn check_using_column(&mut self, column: &str) {
+    /// `USING (c)`: `c` must be visible on the join's left side (items `start..right_start`)
+    /// and on its right side (items from `right_start`), and not redacted.
+    fn check_using_column(&mut self, column: &str, start: usize, right_start: usize) {
         let Some(level) = self.levels.last() else {
-            return;
-        };
-        let Some((last, earlier)) = level.entries.split_last() else {
             return;
         };
         let lookup = |e: &Entry<'_>| match &e.kind {
             EntryKind::Table(rule) => rule.column(column).map(|c| c.redact.is_some()),
             EntryKind::Derived(cols) => cols.iter().any(|c| c == column).then_some(false),
         };
-        let right = lookup(last);
-        let left: Vec<bool> = earlier.iter().filter_map(lookup).collect();
-        if right.is_none() || left.is_empty() {
+        let side = |range: std::ops::Range<usize>| -> Vec<bool> {
+            level
+                .entries
+                .get(range)
+                .map(|items| items.iter().filter_map(lookup).collect())
+                .unwrap_or_default()
+        };
+        let left = side(start..right_start);
+        let right = side(right_start..level.entries.len());
+        if left.is_empty() || right.is_empty() {
             self.deny(
                 Code::ColumnNotAllowed,
                 format!("USING column `{column}` is not available on both sides of the join"),
             );
-        } else if right == Some(true) || left.contains(&true) {
+        } else if left.contains(&true) || right.contains(&true) {
             self.deny(
                 Code::RedactedColumnUse,
                 format!("USING compares redacted column `{column}`; redacted columns may only be selected"),
             );
+        } else if let Some(level) = self.levels.last_mut() {
+            // After USING, a bare `column` names the single merged column.
+            level.merged.push(column.to_string());
         }
     }
 
@@ -1132,7 +1300,7 @@ impl<'p> Checker<'p> {
                         self.fold(&a.name).unwrap_or_default(),
                         a.columns
                             .iter()
-                            .filter_map(|c| fold(&c.name).ok())
+                            .filter_map(|c| self.fold(&c.name))
                             .collect(),
                     ),
                     None => (String::new(), vec![]),
@@ -1184,6 +1352,20 @@ impl<'p> Checker<'p> {
 
     /// Resolves a column reference exactly as PostgreSQL would, innermost scope first.
     fn resolve_column(&mut self, idents: &[Ident], ctx: ColumnCtx) {
+        // Unquoted SQL value keywords parse as names but are session functions to PostgreSQL.
+        if let [id] = idents
+            && id.quote_style.is_none()
+            && SESSION_KEYWORDS.contains(&id.value.to_ascii_lowercase().as_str())
+        {
+            self.deny(
+                Code::FunctionNotAllowed,
+                format!(
+                    "`{}` reveals session information and is not allowed",
+                    id.value.to_ascii_lowercase()
+                ),
+            );
+            return;
+        }
         let mut parts = Vec::with_capacity(idents.len());
         for id in idents {
             match self.fold(id) {
@@ -1227,6 +1409,9 @@ impl<'p> Checker<'p> {
     fn resolve_unqualified(&mut self, column: &str) -> Option<(String, Option<Strategy>)> {
         for depth in (0..self.levels.len()).rev() {
             let level = &self.levels[depth];
+            if level.merged.iter().any(|m| m == column) {
+                return Some((column.to_string(), None));
+            }
             let mut matches = Vec::new();
             let mut has_table = false;
             for entry in &level.entries {
@@ -1343,6 +1528,30 @@ impl<'p> Checker<'p> {
 
     /// Every expression shape is listed; anything not known to be safe is refused.
     fn check_expr(&mut self, expr: &mut Expr) {
+        if !self.enter() {
+            return;
+        }
+        self.check_expr_inner(expr);
+        self.depth -= 1;
+    }
+
+    /// Counts one level of nesting; false (and one violation) past [`MAX_DEPTH`].
+    fn enter(&mut self) -> bool {
+        if self.depth >= MAX_DEPTH {
+            if !self.too_deep {
+                self.too_deep = true;
+                self.deny(
+                    Code::UnsupportedSyntax,
+                    format!("the query nests deeper than {MAX_DEPTH} levels; simplify it"),
+                );
+            }
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
+    fn check_expr_inner(&mut self, expr: &mut Expr) {
         match expr {
             Expr::Identifier(id) => {
                 let parts = vec![id.clone()];
@@ -1806,6 +2015,18 @@ fn output_name(expr: &Expr) -> String {
 
 fn number(n: u64) -> Expr {
     Expr::value(Value::Number(n.to_string(), false))
+}
+
+/// The text of a numeric literal, through parentheses and a unary plus.
+fn number_literal(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(n.as_str()),
+            _ => None,
+        },
+        Expr::Nested(e) => number_literal(e),
+        _ => None,
+    }
 }
 
 fn constant_u64(expr: &Expr) -> Option<u64> {
