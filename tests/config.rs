@@ -31,7 +31,7 @@ fn example_config_loads_and_validates() {
     assert_eq!(tool.name, "orders_for_customer");
     assert_eq!(
         tool.checked.sql,
-        "SELECT id, product_id, quantity, total, status, ordered_at FROM \"public\".\"orders\" WHERE customer_id = $1 AND status = ANY(string_to_array($2, ',')) ORDER BY ordered_at DESC LIMIT 50"
+        "SELECT id, product_id, quantity, total, status, ordered_at FROM \"public\".\"orders\" WHERE customer_id = $1 AND status = ANY(pg_catalog.string_to_array($2, ',')) ORDER BY ordered_at DESC LIMIT 50"
     );
     assert_eq!(
         serde_json::Value::Object(tool.input_schema.clone())["required"],

@@ -784,3 +784,56 @@ async fn values_map_to_faithful_json() {
         ]]
     );
 }
+
+/// A function in an allowed schema with a built-in's name (public is searched before
+/// pg_catalog in the pinned search_path) never stands in for the built-in: pgward calls
+/// built-ins as `pg_catalog.name`. Backslashes in literals keep their standard meaning whatever
+/// the database's default for standard_conforming_strings.
+#[tokio::test]
+async fn builtins_cannot_be_shadowed_and_string_literals_are_standard() {
+    let f = fixture();
+    let su = f.superuser().await;
+    su.batch_execute(
+        "CREATE OR REPLACE FUNCTION public.upper(text) RETURNS text LANGUAGE sql IMMUTABLE \
+         AS $$ SELECT 'shadowed'::text $$; \
+         ALTER ROLE pgward_reader SET standard_conforming_strings = off",
+    )
+    .await
+    .unwrap();
+    let engine = f.engine(&TestConfig::default()).await;
+    let out = engine
+        .call(
+            "query",
+            sql_args(
+                "SELECT upper(full_name) AS u, 'a\\b' AS lit FROM customers ORDER BY id LIMIT 1",
+            ),
+            pending(),
+        )
+        .await;
+    su.batch_execute(
+        "DROP FUNCTION public.upper(text); ALTER ROLE pgward_reader RESET standard_conforming_strings",
+    )
+    .await
+    .unwrap();
+    assert!(!out.is_error, "{}", out.text);
+    let row = &out.structured["rows"][0];
+    let name: String = su
+        .query_one(
+            "SELECT upper(full_name) FROM customers ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(row[0], json!(name), "the built-in upper() ran");
+    assert_ne!(row[0], json!("shadowed"));
+    assert_eq!(row[1], json!("a\\b"), "the backslash is a plain character");
+    assert!(
+        out.meta["pgward/sql"]
+            .as_str()
+            .unwrap()
+            .contains("pg_catalog.upper(full_name)"),
+        "{}",
+        out.meta["pgward/sql"]
+    );
+}

@@ -372,7 +372,11 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     ),
     ("SELECT 1", Some("SELECT 1 LIMIT 101"), &[]),
     ("SELECT 1;", Some("SELECT 1 LIMIT 101"), &[]),
-    ("SELECT now()", Some("SELECT now() LIMIT 101"), &[]),
+    (
+        "SELECT now()",
+        Some("SELECT pg_catalog.now() LIMIT 101"),
+        &[],
+    ),
     ("VALUES (1, 'a')", Some("VALUES (1, 'a') LIMIT 101"), &[]),
     ("SELECT count(*) FROM customers", None, &[]),
     // --- star expansion and redactions ---
@@ -524,14 +528,14 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     (
         "SELECT c.full_name, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n FROM customers c",
         Some(
-            r#"SELECT c.full_name, (SELECT count(*) FROM "public"."orders" o WHERE o.customer_id = c.id) AS n FROM "public"."customers" c LIMIT 101"#,
+            r#"SELECT c.full_name, (SELECT pg_catalog.count(*) FROM "public"."orders" o WHERE o.customer_id = c.id) AS n FROM "public"."customers" c LIMIT 101"#,
         ),
         &[],
     ),
     (
         "SELECT t.customer_id, t.s FROM (SELECT customer_id, sum(total) AS s FROM orders GROUP BY customer_id) t WHERE t.s > 10",
         Some(
-            r#"SELECT t.customer_id, t.s FROM (SELECT customer_id, sum(total) AS s FROM "public"."orders" GROUP BY customer_id) t WHERE t.s > 10 LIMIT 101"#,
+            r#"SELECT t.customer_id, t.s FROM (SELECT customer_id, pg_catalog.sum(total) AS s FROM "public"."orders" GROUP BY customer_id) t WHERE t.s > 10 LIMIT 101"#,
         ),
         &[],
     ),
@@ -562,7 +566,7 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     (
         "SELECT id FROM orders WHERE total > (SELECT avg(total) FROM orders)",
         Some(
-            r#"SELECT id FROM "public"."orders" WHERE total > (SELECT avg(total) FROM "public"."orders") LIMIT 101"#,
+            r#"SELECT id FROM "public"."orders" WHERE total > (SELECT pg_catalog.avg(total) FROM "public"."orders") LIMIT 101"#,
         ),
         &[],
     ),
@@ -600,7 +604,7 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     (
         "WITH big AS (SELECT customer_id, sum(total) AS spent FROM orders GROUP BY customer_id) SELECT * FROM big WHERE spent > 1000",
         Some(
-            r#"WITH big AS (SELECT customer_id, sum(total) AS spent FROM "public"."orders" GROUP BY customer_id) SELECT "big".* FROM big WHERE spent > 1000 LIMIT 101"#,
+            r#"WITH big AS (SELECT customer_id, pg_catalog.sum(total) AS spent FROM "public"."orders" GROUP BY customer_id) SELECT "big".* FROM big WHERE spent > 1000 LIMIT 101"#,
         ),
         &[],
     ),
@@ -674,7 +678,7 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     (
         "SELECT country, count(*), avg(lifetime_value) FROM customers GROUP BY country HAVING count(*) > 5 ORDER BY 2 DESC",
         Some(
-            r#"SELECT country, count(*), avg(lifetime_value) FROM "public"."customers" GROUP BY country HAVING count(*) > 5 ORDER BY 2 DESC LIMIT 101"#,
+            r#"SELECT country, pg_catalog.count(*), pg_catalog.avg(lifetime_value) FROM "public"."customers" GROUP BY country HAVING pg_catalog.count(*) > 5 ORDER BY 2 DESC LIMIT 101"#,
         ),
         &[],
     ),
@@ -691,21 +695,21 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     (
         "SELECT status, count(*) FROM orders GROUP BY ROLLUP (status)",
         Some(
-            r#"SELECT status, count(*) FROM "public"."orders" GROUP BY ROLLUP (status) LIMIT 101"#,
+            r#"SELECT status, pg_catalog.count(*) FROM "public"."orders" GROUP BY ROLLUP (status) LIMIT 101"#,
         ),
         &[],
     ),
     (
         "SELECT date_trunc('month', ordered_at) AS m, count(*) FROM orders GROUP BY 1 ORDER BY 1",
         Some(
-            r#"SELECT date_trunc('month', ordered_at) AS m, count(*) FROM "public"."orders" GROUP BY 1 ORDER BY 1 LIMIT 101"#,
+            r#"SELECT pg_catalog.date_trunc('month', ordered_at) AS m, pg_catalog.count(*) FROM "public"."orders" GROUP BY 1 ORDER BY 1 LIMIT 101"#,
         ),
         &[],
     ),
     (
         "SELECT id, total, row_number() OVER (PARTITION BY customer_id ORDER BY ordered_at) AS rn FROM orders",
         Some(
-            r#"SELECT id, total, row_number() OVER (PARTITION BY customer_id ORDER BY ordered_at) AS rn FROM "public"."orders" LIMIT 101"#,
+            r#"SELECT id, total, pg_catalog.row_number() OVER (PARTITION BY customer_id ORDER BY ordered_at) AS rn FROM "public"."orders" LIMIT 101"#,
         ),
         &[],
     ),
@@ -721,7 +725,9 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     ),
     (
         "SELECT string_agg(name, ', ' ORDER BY name) FROM products",
-        Some(r#"SELECT string_agg(name, ', ' ORDER BY name) FROM "public"."products" LIMIT 101"#),
+        Some(
+            r#"SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM "public"."products" LIMIT 101"#,
+        ),
         &[],
     ),
     (
@@ -731,7 +737,9 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     ),
     (
         "SELECT count(*) FILTER (WHERE status = 'paid') FROM orders",
-        Some(r#"SELECT count(*) FILTER (WHERE status = 'paid') FROM "public"."orders" LIMIT 101"#),
+        Some(
+            r#"SELECT pg_catalog.count(*) FILTER (WHERE status = 'paid') FROM "public"."orders" LIMIT 101"#,
+        ),
         &[],
     ),
     (
@@ -767,7 +775,9 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     ),
     (
         "SELECT round(avg(total)::numeric, 2) FROM orders",
-        Some(r#"SELECT round(avg(total)::NUMERIC, 2) FROM "public"."orders" LIMIT 101"#),
+        Some(
+            r#"SELECT pg_catalog.round(pg_catalog.avg(total)::NUMERIC, 2) FROM "public"."orders" LIMIT 101"#,
+        ),
         &[],
     ),
     (
@@ -833,7 +843,7 @@ const ALLOWED: &[(&str, Option<&str>, &[Redaction])] = &[
     (
         "SELECT id FROM orders WHERE ordered_at > now() - interval '30 days'",
         Some(
-            r#"SELECT id FROM "public"."orders" WHERE ordered_at > now() - INTERVAL '30 days' LIMIT 101"#,
+            r#"SELECT id FROM "public"."orders" WHERE ordered_at > pg_catalog.now() - INTERVAL '30 days' LIMIT 101"#,
         ),
         &[],
     ),
@@ -2330,8 +2340,7 @@ fn star_over_derived_columns_is_kept_as_written() {
         (
             "WITH x AS (SELECT (SELECT max(total) FROM orders)) SELECT * FROM x",
             &[
-                r#"WITH x AS (SELECT (SELECT max(total) FROM "public"."orders")) SELECT "x".* FROM x LIMIT 101"#,
-                r#"WITH x AS (SELECT (SELECT max(total) FROM "public"."orders")) SELECT "x"."max" FROM x LIMIT 101"#,
+                r#"WITH x AS (SELECT (SELECT pg_catalog.max(total) FROM "public"."orders")) SELECT "x".* FROM x LIMIT 101"#,
             ],
         ),
         (

@@ -338,13 +338,18 @@ pub struct CatalogColumn {
 fn begin_sql(cfg: &DatabaseConfig) -> String {
     let mut path: Vec<String> = cfg.schemas.iter().map(|s| quote_ident(s)).collect();
     // Listed explicitly after the allowed schemas: unlisted, PostgreSQL searches both first.
+    // (Table names are schema-qualified by the check and built-in functions are called as
+    // `pg_catalog.name`, so neither depends on this order.)
     path.push("pg_catalog".into());
     path.push("pg_temp".into());
+    // standard_conforming_strings is pinned on: the check reads string literals that way, and
+    // a role or database default of off would give backslashes another meaning.
     format!(
         "BEGIN READ ONLY; \
          SET LOCAL statement_timeout = {}; \
          SET LOCAL lock_timeout = {}; \
          SET LOCAL idle_in_transaction_session_timeout = {}; \
+         SET LOCAL standard_conforming_strings = on; \
          SET LOCAL search_path = {}",
         cfg.statement_timeout_ms,
         cfg.lock_timeout_ms,

@@ -32,6 +32,9 @@ const SESSION_KEYWORDS: &[&str] = &[
     "current_schema",
     "current_catalog",
 ];
+/// Allowlisted names that PostgreSQL's grammar treats as keywords, not catalog functions: they
+/// cannot be schema-qualified.
+const GRAMMAR_FUNCTIONS: &[&str] = &["coalesce", "nullif", "greatest", "least"];
 /// Deepest expression or query nesting the walk accepts. Long left-associative chains
 /// (`1+1+...`) nest without tripping the parser's recursion limit; this bounds them before any
 /// recursive step (the walk, the visitor, re-serialization) can exhaust the stack.
@@ -1822,6 +1825,15 @@ impl<'p> Checker<'p> {
                 Code::FunctionNotAllowed,
                 format!("function `{name}` is not allowed"),
             );
+        } else if parts.len() == 1
+            && self.policy.functions.builtin.contains(&base)
+            && !GRAMMAR_FUNCTIONS.contains(&base.as_str())
+            && matches!(function.args, FunctionArguments::List(_))
+        {
+            // INVARIANT: a built-in is called as `pg_catalog.name`, so a same-named function
+            // in an allowed schema (searched before pg_catalog) can never stand in for it.
+            function.name =
+                ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new(base.clone())]);
         }
         if function.uses_odbc_syntax
             || !matches!(function.parameters, FunctionArguments::None)
