@@ -2,6 +2,8 @@
 //! of them imports an async runtime, a driver, a transport, or std's filesystem, network or
 //! environment access.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
 use std::path::Path;
 
 const CORE: &[&str] = &[

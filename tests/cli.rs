@@ -172,7 +172,6 @@ async fn demo_serves_the_sample_data_over_stdio() {
         hidden["structuredContent"]["error"]["code"],
         json!("table_not_allowed")
     );
-    drop(send);
     drop(stdin);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
