@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 const LIMITS: CallLimits = CallLimits {
     max_rows: 1000,
     max_bytes: 1_048_576,
+    width: None,
 };
 
 /// A pool for pgward_reader with the test config's session settings.
@@ -65,6 +66,22 @@ async fn orders_fingerprint(su: &tokio_postgres::Client) -> (i64, i64, i64) {
 
 // 1 ----------------------------------------------------------------------------------------
 
+/// Runs `sql` on a raw reader connection inside exactly the transaction pgward opens for a
+/// call (its `BEGIN READ ONLY` and settings), bypassing the SQL check and the executor's row
+/// guard, then rolls back: what the database alone enforces.
+async fn in_pgward_session(f: &Fixture, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, conn) =
+        tokio_postgres::connect(&f.url_for("pgward_reader"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let begin = pgward::db::begin_sql(&f.settings(&TestConfig::default()).database);
+    client.batch_execute(&begin).await.unwrap();
+    let result = client.query(sql, &[]).await.map(|_| ());
+    client.batch_execute("ROLLBACK").await.unwrap();
+    result
+}
+
 #[tokio::test]
 async fn writes_fail_in_the_database_even_without_the_policy_check() {
     let f = fixture();
@@ -85,14 +102,20 @@ async fn writes_fail_in_the_database_even_without_the_policy_check() {
         "DELETE FROM orders",
         "CREATE TABLE public.pgward_probe (x int)",
         "TRUNCATE orders",
+        "WITH d AS (DELETE FROM orders RETURNING id) SELECT count(*) FROM d",
     ] {
-        let r = run(&db, sql).await;
-        let code = sqlstate(&r);
+        let err = in_pgward_session(&f, sql)
+            .await
+            .expect_err("the write must fail");
+        let code = err.code().map(|c| c.code().to_string()).unwrap_or_default();
         assert!(
             code == "25006" || code == "42501",
             "`{sql}` must fail as read-only (25006) or permission denied (42501), got {code}"
         );
     }
+    // Through the executor, a statement that is not a query does not even reach execution:
+    // it is wrapped in pgward's row-size guard, which only a query fits.
+    assert_eq!(sqlstate(&run(&db, "DELETE FROM orders").await), "42601");
     assert_eq!(orders_fingerprint(&su).await, before, "orders unchanged");
     let probe: Option<String> = su
         .query_one("SELECT to_regclass('public.pgward_probe')::text", &[])
@@ -157,6 +180,7 @@ async fn row_and_byte_caps_hold() {
     let ten = CallLimits {
         max_rows: 10,
         max_bytes: 1_048_576,
+        width: None,
     };
 
     let out = db
@@ -197,6 +221,7 @@ async fn row_and_byte_caps_hold() {
     let tiny = CallLimits {
         max_rows: 1000,
         max_bytes: 40,
+        width: None,
     };
     let out = db
         .run("SELECT id FROM orders ORDER BY id", &[], tiny, pending())
@@ -291,7 +316,7 @@ async fn every_call_ends_in_rollback() {
     pids.push(backend_pid(&db).await);
     assert_eq!(
         sqlstate(&run(&db, "DELETE FROM orders WHERE id = 1").await),
-        "25006"
+        "42601"
     );
     let _ = run(&db, "SELECT nonexistent_column FROM orders").await;
     // Inside a call, the transaction is read-only and open...

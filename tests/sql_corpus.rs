@@ -2363,3 +2363,40 @@ fn star_over_derived_columns_is_kept_as_written() {
     }
     assert_no_problems("star over derived", problems);
 }
+
+/// Found in the security review, now fixed: `pg_typeof` returns `regtype`, whose output reads
+/// the catalog; `ORDER BY ... USING <operator>` names an operator the allowlist never sees;
+/// quoted or qualified grammar keywords (`"coalesce"(...)`) are ordinary function lookups
+/// through the search path.
+#[test]
+fn catalog_and_operator_side_doors_are_refused() {
+    assert_refused_exactly(&[
+        ("SELECT pg_typeof(1)", &[Fun]),
+        ("SELECT pg_catalog.pg_typeof(id) FROM orders", &[Fun]),
+        (
+            "SELECT id FROM orders ORDER BY id USING OPERATOR(pg_catalog.>)",
+            &[Op],
+        ),
+        ("SELECT id FROM orders ORDER BY id USING >", &[Op]),
+        (
+            "SELECT string_agg(status, ',' ORDER BY status USING <) FROM orders",
+            &[Op],
+        ),
+        ("SELECT \"coalesce\"(status, 'x') FROM orders", &[Fun]),
+        (
+            "SELECT pg_catalog.coalesce(status, 'x') FROM orders",
+            &[Fun],
+        ),
+    ]);
+    let ok = check(
+        &demo_policy(),
+        "SELECT coalesce(status, 'x') AS s, upper(status) AS u FROM orders",
+        ParamMode::None,
+    )
+    .unwrap();
+    assert_eq!(
+        ok.sql,
+        "SELECT coalesce(status, 'x') AS s, pg_catalog.upper(status) AS u FROM \"public\".\"orders\" LIMIT 101"
+    );
+    assert_eq!(ok.width, Some(2));
+}

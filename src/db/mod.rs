@@ -39,11 +39,23 @@ pub enum DbError {
     Param(String),
     #[error("refusing to serve: {0}")]
     Posture(String),
+    /// The result does not have the shape the check computed: refused, never shaped.
+    #[error("result shape mismatch: {0}")]
+    Mismatch(String),
+    /// A single row is larger than the result byte limit.
+    #[error("a row exceeds the result size limit")]
+    RowTooLarge,
 }
 
 impl DbError {
     fn from_pg(e: &tokio_postgres::Error) -> Self {
         match e.as_db_error() {
+            Some(db)
+                if db.code().code() == "22P02"
+                    && db.message().ends_with(&format!("{ROW_GUARD_MARKER}\"")) =>
+            {
+                DbError::RowTooLarge
+            }
             Some(db) => DbError::Postgres {
                 code: db.code().code().to_string(),
                 message: db.message().to_string(),
@@ -71,6 +83,23 @@ const CANCEL_RETRY: Duration = Duration::from_millis(100);
 pub struct CallLimits {
     pub max_rows: u64,
     pub max_bytes: usize,
+    /// The result width the SQL check counted, if known; any other width is refused.
+    pub width: Option<usize>,
+}
+
+/// The marker of the error the row-size guard raises.
+const ROW_GUARD_MARKER: &str = "bytes exceed the row size limit";
+
+/// Wraps checked SQL so PostgreSQL refuses to send any row larger than `max_bytes`: without
+/// it, one computed value (a huge `format()` padding, a `string_agg` over a cross join) would be
+/// received and buffered whole before any byte limit could apply. The check's SQL always ends
+/// in a LIMIT, so the subquery is not flattened and keeps its order.
+fn guarded(sql: &str, max_bytes: usize) -> String {
+    format!(
+        "SELECT * FROM ({sql}) AS pgward_result WHERE CASE \
+         WHEN pg_catalog.pg_column_size(pgward_result.*) <= {max_bytes} THEN true \
+         ELSE (pg_catalog.pg_column_size(pgward_result.*)::text || ' {ROW_GUARD_MARKER}')::int4 = 0 END"
+    )
 }
 
 /// Why a result stopped early.
@@ -278,6 +307,11 @@ impl Database {
                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
                      AND n.nspname NOT LIKE 'pg\\_%' \
                      AND pg_catalog.has_schema_privilege(n.oid, 'CREATE')) \
+                 , r.rolreplication, \
+                 (SELECT pg_catalog.array_agg(g ORDER BY 1) FROM pg_catalog.unnest(ARRAY['pg_read_all_data', \
+                    'pg_write_all_data', 'pg_read_server_files', 'pg_write_server_files', \
+                    'pg_execute_server_program', 'pg_signal_backend']) AS g \
+                   WHERE pg_catalog.pg_has_role(current_user, g, 'MEMBER')) \
                  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
                 &[],
             )
@@ -320,6 +354,13 @@ impl Database {
                 schemas.join(", ")
             ));
         }
+        if get_bool(7) {
+            findings.push(format!("role `{role}` has the replication attribute"));
+        }
+        let powerful: Option<Vec<String>> = row.try_get(8).unwrap_or(None);
+        if let Some(roles) = powerful.filter(|r| !r.is_empty()) {
+            findings.push(format!("role `{role}` is a member of {}", roles.join(", ")));
+        }
         Ok(findings)
     }
 }
@@ -334,13 +375,15 @@ pub struct CatalogColumn {
 }
 
 /// The statements that open every call's transaction (pgward's own constants, sent with the
-/// simple protocol; the model's SQL never is).
-fn begin_sql(cfg: &DatabaseConfig) -> String {
-    let mut path: Vec<String> = cfg.schemas.iter().map(|s| quote_ident(s)).collect();
-    // Listed explicitly after the allowed schemas: unlisted, PostgreSQL searches both first.
-    // (Table names are schema-qualified by the check and built-in functions are called as
-    // `pg_catalog.name`, so neither depends on this order.)
-    path.push("pg_catalog".into());
+/// simple protocol; the model's SQL never is). Public so tests can reproduce the session.
+pub fn begin_sql(cfg: &DatabaseConfig) -> String {
+    // pg_catalog first, then the allowed schemas, then pg_temp last (unlisted, PostgreSQL
+    // would search pg_temp and pg_catalog before everything). Every table in checked SQL is
+    // schema-qualified and every built-in function is called as `pg_catalog.name`; with
+    // pg_catalog first, built-in operators and types cannot be shadowed either, while
+    // extension types installed in an allowed schema still resolve.
+    let mut path = vec!["pg_catalog".to_string()];
+    path.extend(cfg.schemas.iter().map(|s| quote_ident(s)));
     path.push("pg_temp".into());
     // standard_conforming_strings is pinned on: the check reads string literals that way, and
     // a role or database default of off would give backslashes another meaning.
@@ -378,9 +421,17 @@ async fn fetch(
     limits: CallLimits,
 ) -> Result<QueryOutput, DbError> {
     let stmt = client
-        .prepare(sql)
+        .prepare(&guarded(sql, limits.max_bytes))
         .await
         .map_err(|e| DbError::from_pg(&e))?;
+    if let Some(width) = limits.width
+        && width != stmt.columns().len()
+    {
+        return Err(DbError::Mismatch(format!(
+            "the check counted {width} result column(s), PostgreSQL returns {}",
+            stmt.columns().len()
+        )));
+    }
     if stmt.params().len() != args.len() {
         return Err(DbError::Param(format!(
             "the statement takes {} parameter(s), {} given",

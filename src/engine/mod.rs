@@ -60,6 +60,8 @@ pub mod codes {
     pub const CANCELLED: &str = "cancelled";
     pub const UNSUPPORTED_TYPE: &str = "unsupported_type";
     pub const UNAVAILABLE: &str = "database_unavailable";
+    pub const ROW_TOO_LARGE: &str = "row_too_large";
+    pub const INTERNAL: &str = "internal_error";
 }
 
 impl Engine {
@@ -257,6 +259,7 @@ impl Engine {
         let limits = CallLimits {
             max_rows: self.settings.policy.max_rows,
             max_bytes: self.settings.max_result_bytes,
+            width: checked.width,
         };
         match self.db.run(&checked.sql, args, limits, cancelled).await {
             Ok(output) => {
@@ -549,16 +552,42 @@ fn violations_outcome(violations: &[Violation]) -> Outcome {
 /// INVARIANT: database errors reach the model as SQLSTATE and primary message only.
 fn db_error_outcome(e: &DbError) -> Outcome {
     match e {
-        DbError::Postgres { code, message } if code == "57014" => refusal(
+        DbError::Postgres { code, .. } if code == "57014" => refusal(
             codes::QUERY_TIMEOUT,
             &format!(
                 "the query was stopped by the statement timeout (SQLSTATE {code}); make it cheaper"
             ),
             vec![],
         ),
-        DbError::Postgres { code, message } => refusal(
-            codes::DATABASE_ERROR,
-            &format!("PostgreSQL error {code}: {message}"),
+        DbError::Postgres { code, message } => {
+            // The primary message can quote a value from the database (`invalid input syntax
+            // for type integer: "<a row's text>"`): it is framed and scanned like any data.
+            let mut out = refusal(
+                codes::DATABASE_ERROR,
+                &format!("PostgreSQL error {code}: {message}"),
+                vec![],
+            );
+            let boundary = shape::boundary_for(message, random_token);
+            out.text = shape::frame(
+                &format!(
+                    "Refused ({}): PostgreSQL reported SQLSTATE {code}. Its message may quote data.",
+                    codes::DATABASE_ERROR
+                ),
+                message,
+                &boundary,
+            );
+            let patterns = shape::scan_text(message);
+            if !patterns.is_empty() {
+                out.meta.insert(
+                    "pgward/injection_warnings".into(),
+                    json!([{ "row": null, "column": "error_message", "patterns": patterns }]),
+                );
+            }
+            out
+        }
+        DbError::RowTooLarge => refusal(
+            codes::ROW_TOO_LARGE,
+            "a single row is larger than the result size limit; select fewer or smaller columns",
             vec![],
         ),
         DbError::Cancelled => refusal(
@@ -568,6 +597,16 @@ fn db_error_outcome(e: &DbError) -> Outcome {
         ),
         DbError::Value(v) => refusal(codes::UNSUPPORTED_TYPE, &v.to_string(), vec![]),
         DbError::Param(p) => refusal(codes::INVALID_ARGUMENTS, p, vec![]),
+        DbError::Mismatch(detail) => {
+            // A miscounted result could shift redaction onto the wrong column: refused, and
+            // logged as the bug it is.
+            tracing::error!(detail = %detail, "result shape differs from the check's count");
+            refusal(
+                codes::INTERNAL,
+                "the query could not be served safely; it has been logged",
+                vec![],
+            )
+        }
         other => {
             // Anything else is the server's problem: a generic message for the model, the
             // detail in the log.

@@ -191,10 +191,22 @@ pub fn shape_rows(
                     .into(),
         }
     );
-    if !report.columns.is_empty() || !report.keys.is_empty() {
-        let mut all = report.columns.clone();
-        all.extend(report.keys.iter().cloned());
-        summary.push_str(&format!(" Redacted: {}.", all.join(", ")));
+    // Column names come from the config or the query; nested key paths come from the data, so
+    // the text outside the boundary only counts them (the paths are in structured content).
+    let (columns_hit, nested): (Vec<&String>, Vec<&String>) = report
+        .columns
+        .iter()
+        .chain(report.keys.iter())
+        .partition(|k| output.columns.contains(k));
+    if !columns_hit.is_empty() {
+        let names: Vec<&str> = columns_hit.iter().map(|s| s.as_str()).collect();
+        summary.push_str(&format!(" Redacted columns: {}.", names.join(", ")));
+    }
+    if !nested.is_empty() {
+        summary.push_str(&format!(
+            " {} nested JSON value(s) masked by key name.",
+            nested.len()
+        ));
     }
     if !injections.is_empty() {
         summary.push_str(&format!(

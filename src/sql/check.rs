@@ -7,9 +7,10 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     AccessExpr, CastKind, DataType, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentClause, FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator,
-    LimitClause, ObjectName, ObjectNamePart, OrderByExpr, OrderByKind, Query, Select, SelectFlavor,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, Subscript, TableFactor,
-    TableWithJoins, Value, ValueWithSpan, WildcardAdditionalOptions, WindowFrameBound, WindowType,
+    LimitClause, ObjectName, ObjectNamePart, OrderByExpr, OrderByKind, OrderBySort, Query, Select,
+    SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, Subscript,
+    TableFactor, TableWithJoins, Value, ValueWithSpan, WildcardAdditionalOptions, WindowFrameBound,
+    WindowType,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -72,6 +73,10 @@ pub struct Checked {
     pub limit: u64,
     /// Highest `$n` used (tools only).
     pub placeholders: usize,
+    /// How many columns the result has, as the check counted them (None when a table's
+    /// columns are not known offline). The executor refuses a result of any other width:
+    /// redaction is by position, so a miscount must never reach a client.
+    pub width: Option<usize>,
 }
 
 /// Checks one SQL text against the policy.
@@ -139,6 +144,7 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         tables: checker.tables.into_iter().collect(),
         limit: checker.limit,
         placeholders: checker.max_placeholder,
+        width: checker.width,
     })
 }
 
@@ -215,6 +221,8 @@ struct Checker<'p> {
     max_placeholder: usize,
     depth: usize,
     too_deep: bool,
+    width: Option<usize>,
+    width_unknown: bool,
 }
 
 enum ColumnCtx {
@@ -239,6 +247,8 @@ impl<'p> Checker<'p> {
             max_placeholder: 0,
             depth: 0,
             too_deep: false,
+            width: None,
+            width_unknown: false,
         }
     }
 
@@ -288,7 +298,8 @@ impl<'p> Checker<'p> {
             .to_uppercase();
         match statement {
             Statement::Query(query) => {
-                self.check_query(query, true);
+                let outputs = self.check_query(query, true);
+                self.width = Some(outputs.len()).filter(|_| !self.width_unknown);
             }
             Statement::Insert { .. }
             | Statement::Update { .. }
@@ -485,8 +496,13 @@ impl<'p> Checker<'p> {
                             ),
                         );
                     }
+                    // The body may refer to itself by the listed names; afterwards the CTE has
+                    // every column of its body (PostgreSQL keeps columns beyond the list).
                     self.ctes.push((name.clone(), alias_cols.clone()));
-                    self.check_query(&mut cte.query, false);
+                    let outputs = self.check_query(&mut cte.query, false);
+                    if let Some(slot) = self.ctes.last_mut() {
+                        slot.1 = rename_outputs(outputs, &alias_cols);
+                    }
                 } else {
                     let outputs = self.check_query(&mut cte.query, false);
                     let cols = rename_outputs(outputs, &alias_cols);
@@ -805,10 +821,21 @@ impl<'p> Checker<'p> {
         })
     }
 
-    fn check_order_item(&mut self, item: &mut OrderByExpr, outputs: &[Output], inputs: bool) {
+    /// `ORDER BY x USING <operator>` names an operator the allowlist never sees.
+    fn check_order_options(&mut self, item: &OrderByExpr) {
+        if matches!(item.options.sort, Some(OrderBySort::Using(_))) {
+            self.deny(
+                Code::OperatorNotAllowed,
+                "`ORDER BY ... USING <operator>` is not allowed; use ASC or DESC",
+            );
+        }
         if item.with_fill.is_some() {
             self.unsupported("`WITH FILL`");
         }
+    }
+
+    fn check_order_item(&mut self, item: &mut OrderByExpr, outputs: &[Output], inputs: bool) {
+        self.check_order_options(item);
         if self.check_position_literal(&item.expr, outputs, "ORDER BY") {
             return;
         }
@@ -994,6 +1021,7 @@ impl<'p> Checker<'p> {
                     if redacted.is_empty() {
                         // Without the catalog the columns are unknown; every column is
                         // visible, so `t.*` keeps its meaning.
+                        self.width_unknown = true;
                         projection.push(SelectItem::QualifiedWildcard(
                             SelectItemQualifiedWildcardKind::ObjectName(ObjectName::from(vec![
                                 quoted(&refname),
@@ -1825,8 +1853,14 @@ impl<'p> Checker<'p> {
                 Code::FunctionNotAllowed,
                 format!("function `{name}` is not allowed"),
             );
+        } else if GRAMMAR_FUNCTIONS.contains(&base.as_str()) && !is_plain_keyword(&function.name) {
+            // Quoted or qualified, these are ordinary function lookups through the search
+            // path rather than the grammar's built-in forms.
+            self.deny(
+                Code::FunctionNotAllowed,
+                format!("write `{base}` as the plain keyword, unquoted and unqualified"),
+            );
         } else if parts.len() == 1
-            && self.policy.functions.builtin.contains(&base)
             && !GRAMMAR_FUNCTIONS.contains(&base.as_str())
             && matches!(function.args, FunctionArguments::List(_))
         {
@@ -1871,6 +1905,7 @@ impl<'p> Checker<'p> {
                     match clause {
                         FunctionArgumentClause::OrderBy(items) => {
                             for item in items {
+                                self.check_order_options(item);
                                 self.check_expr(&mut item.expr);
                             }
                         }
@@ -1880,6 +1915,7 @@ impl<'p> Checker<'p> {
             }
         }
         for item in &mut function.within_group {
+            self.check_order_options(item);
             self.check_expr(&mut item.expr);
         }
         if let Some(filter) = &mut function.filter {
@@ -1896,6 +1932,7 @@ impl<'p> Checker<'p> {
                 }
                 self.check_exprs(&mut spec.partition_by);
                 for item in &mut spec.order_by {
+                    self.check_order_options(item);
                     self.check_expr(&mut item.expr);
                 }
                 if let Some(frame) = &mut spec.window_frame {
@@ -2027,6 +2064,10 @@ fn output_name(expr: &Expr) -> String {
 
 fn number(n: u64) -> Expr {
     Expr::value(Value::Number(n.to_string(), false))
+}
+
+fn is_plain_keyword(name: &ObjectName) -> bool {
+    matches!(name.0.as_slice(), [ObjectNamePart::Identifier(id)] if id.quote_style.is_none())
 }
 
 /// The text of a numeric literal, through parentheses and a unary plus.

@@ -196,7 +196,6 @@ pub const DEFAULT_FUNCTIONS: &[&str] = &[
     "array_ndims",
     "generate_series",
     // misc
-    "pg_typeof",
     "num_nulls",
     "num_nonnulls",
 ];
@@ -284,4 +283,6 @@ pub const DENIED_FUNCTIONS: &[&str] = &[
     "current_database",
     "current_schema",
     "current_schemas",
+    // Returns `regtype`, whose output function reads the catalog (hidden type and table names).
+    "pg_typeof",
 ];

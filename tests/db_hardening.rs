@@ -1,0 +1,186 @@
+//! Findings of the security review, each pinned by a test against real PostgreSQL: result
+//! width and redaction positions agree with PostgreSQL, a huge computed row is refused by the
+//! database before pgward buffers it, database error text is framed and scanned like data, key
+//! paths taken from data stay inside the frame, and the posture check sees powerful roles.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use std::future::pending;
+
+use common::{TestConfig, boundary_of, error_code, fixture, sql_args};
+use pgward::db::{CallLimits, Database, DbError};
+use serde_json::json;
+
+#[tokio::test]
+async fn redaction_positions_hold_when_a_recursive_cte_keeps_extra_columns() {
+    let f = fixture();
+    let su = f.superuser().await;
+    let engine = f.engine(&TestConfig::default()).await;
+    // PostgreSQL keeps the body's columns beyond the CTE's column list: r has two columns.
+    let out = engine
+        .call(
+            "query",
+            sql_args(
+                "WITH RECURSIVE r(a) AS (SELECT 1, 2) \
+                 SELECT r.*, email, phone FROM customers, r ORDER BY customers.id LIMIT 1",
+            ),
+            pending(),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.text);
+    let row = &out.structured["rows"][0];
+    assert_eq!(row[0], json!(1));
+    assert_eq!(row[1], json!(2));
+    assert_eq!(row[2], json!("[REDACTED]"));
+    assert!(row[3].as_str().unwrap().starts_with("hmac:"), "{row}");
+    let phone: String = su
+        .query_one("SELECT phone FROM customers ORDER BY id LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!out.text.contains(&phone), "the phone number leaked");
+}
+
+#[tokio::test]
+async fn a_result_of_another_width_than_the_check_counted_is_refused() {
+    let f = fixture();
+    let db = Database::connect(&f.settings(&TestConfig::default()).database).unwrap();
+    let limits = CallLimits {
+        max_rows: 10,
+        max_bytes: 1 << 20,
+        width: Some(3),
+    };
+    let r = db
+        .run("SELECT 1 AS a LIMIT 1", &[], limits, pending())
+        .await;
+    assert!(
+        matches!(&r, Err(DbError::Mismatch(m)) if m == "the check counted 3 result column(s), PostgreSQL returns 1"),
+        "{r:?}"
+    );
+    let ok = CallLimits {
+        width: Some(1),
+        ..limits
+    };
+    let out = db
+        .run("SELECT 1 AS a LIMIT 1", &[], ok, pending())
+        .await
+        .unwrap();
+    assert_eq!(out.rows, vec![vec![json!(1)]]);
+}
+
+#[tokio::test]
+async fn a_huge_computed_row_is_refused_by_the_database() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    let out = engine
+        .call(
+            "query",
+            sql_args("SELECT format('%2000000s', 'x') AS padded"),
+            pending(),
+        )
+        .await;
+    assert!(out.is_error, "{}", out.text);
+    assert_eq!(
+        error_code(&out.structured),
+        Some("row_too_large"),
+        "{}",
+        out.text
+    );
+    // A row within the limit is served as usual.
+    let out = engine
+        .call(
+            "query",
+            sql_args("SELECT length(format('%2000s', 'x')) AS n, format('%20s', 'x') AS s"),
+            pending(),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.text);
+    assert_eq!(out.structured["rows"][0][0], json!(2000));
+}
+
+#[tokio::test]
+async fn database_error_text_is_framed_and_scanned() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    let out = engine
+        .call(
+            "query",
+            sql_args("SELECT body::int FROM support_tickets WHERE id = 42"),
+            pending(),
+        )
+        .await;
+    assert!(out.is_error);
+    assert_eq!(error_code(&out.structured), Some("database_error"));
+    let boundary = boundary_of(&out.text);
+    let open = format!("<untrusted-data-{boundary}>");
+    let before = &out.text[..out.text.find(&open).unwrap()];
+    assert!(before.contains("SQLSTATE 22P02"), "{}", out.text);
+    assert!(
+        !before.contains("IGNORE"),
+        "data outside the frame: {}",
+        out.text
+    );
+    assert!(out.text.contains("IGNORE ALL PREVIOUS INSTRUCTIONS"));
+    let flags = out.meta["pgward/injection_warnings"].as_array().unwrap();
+    assert_eq!(flags[0]["column"], json!("error_message"), "{flags:?}");
+}
+
+#[tokio::test]
+async fn key_paths_from_data_stay_inside_the_frame() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    // The ticket's text becomes a JSON key that the key-pattern net masks ("api_keys").
+    let out = engine
+        .call(
+            "query",
+            sql_args("SELECT jsonb_build_object(body, 1) AS j FROM support_tickets WHERE id = 42"),
+            pending(),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.text);
+    let boundary = boundary_of(&out.text);
+    let before = &out.text[..out
+        .text
+        .find(&format!("<untrusted-data-{boundary}>"))
+        .unwrap()];
+    assert!(
+        before.contains("1 nested JSON value(s) masked by key name"),
+        "{before}"
+    );
+    assert!(
+        !before.contains("IGNORE"),
+        "data outside the frame: {before}"
+    );
+}
+
+#[tokio::test]
+async fn posture_check_sees_powerful_role_memberships() {
+    let f = fixture();
+    let su = f.superuser().await;
+    su.batch_execute(
+        "DROP ROLE IF EXISTS pgward_test_reader_all; \
+         CREATE ROLE pgward_test_reader_all LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+         GRANT pg_read_all_data TO pgward_test_reader_all",
+    )
+    .await
+    .unwrap();
+    let mut settings = f.settings(&TestConfig::default()).database;
+    settings.url = f.url_for("pgward_test_reader_all");
+    let db = Database::connect(&settings).unwrap();
+    let findings = db.posture().await.unwrap();
+    su.batch_execute("DROP ROLE pgward_test_reader_all")
+        .await
+        .unwrap();
+    assert!(
+        findings
+            .contains(&"role `pgward_test_reader_all` is a member of pg_read_all_data".to_string()),
+        "{findings:?}"
+    );
+}
