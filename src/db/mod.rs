@@ -25,7 +25,8 @@ pub enum DbError {
     Url(String),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
-    #[error("the database is unavailable")]
+    /// Shown to the operator (start-up, logs); a client only ever gets a generic message.
+    #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// A PostgreSQL error: SQLSTATE and primary message only (never DETAIL or HINT, which
     /// can name hidden columns).
