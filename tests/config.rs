@@ -101,9 +101,20 @@ sql = "DELETE FROM customers"
 }
 
 #[test]
-fn unknown_keys_stop_loading() {
-    let err = parse("[database]\nurl = \"x\"\n[limits]\nmax_rowz = 5\n")
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("max_rowz"), "{err}");
+fn unknown_keys_stop_start_up_and_are_all_reported_with_other_problems() {
+    let cfg = parse(
+        "[database]\nurl = \"x\"\npool_sise = 2\n[limits]\nmax_rowz = 5\nmax_rows = 0\n\
+         [[tables]]\nname = \"t\"\ncolumns = [\"a\"]\nredakt = { a = \"mask\" }\n",
+    )
+    .unwrap();
+    let problems = validate(&cfg, &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "database.pool_sise: unknown key",
+            "limits.max_rowz: unknown key",
+            "tables.0.redakt: unknown key",
+            "limits.max_rows: must be between 1 and 100000, got 0",
+        ]
+    );
 }

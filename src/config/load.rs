@@ -25,9 +25,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     resolve_env(config, &|name| std::env::var(name).ok())
 }
 
-/// Parses TOML text (no environment access).
+/// Parses TOML text (no environment access). Unknown keys do not stop parsing: they are
+/// collected in `unknown_keys`, which validation reports with every other problem.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim_end().to_string()))
+    let parse_error = |e: toml::de::Error| ConfigError::Parse(e.to_string().trim_end().to_string());
+    let deserializer = toml::de::Deserializer::parse(text).map_err(parse_error)?;
+    let mut unknown = Vec::new();
+    let mut config: Config = serde_ignored::deserialize(deserializer, |path| {
+        unknown.push(path.to_string());
+    })
+    .map_err(parse_error)?;
+    config.unknown_keys = unknown;
+    Ok(config)
 }
 
 /// Substitutes `${NAME}` in `database.url` and `redaction.hash_key` using `lookup`, reporting
@@ -145,10 +154,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_refused_with_their_name() {
-        let err = parse("[database]\nurl = \"x\"\nsuperuser = true\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("superuser"), "{err}");
+    fn unknown_keys_are_all_collected_with_their_paths() {
+        let c = parse(
+            "[database]\nurl = \"x\"\nsuperuser = true\n[[tables]]\nname = \"t\"\ncolumns = \"all\"\nredakt = {}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.unknown_keys,
+            vec!["database.superuser", "tables.0.redakt"]
+        );
     }
 }

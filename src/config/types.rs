@@ -1,5 +1,7 @@
 //! The config file's shape. Every key is documented in `config/example.toml`, which a test
-//! loads; unknown keys are errors.
+//! loads. Unknown keys are errors: [`super::load::parse`] collects every one of them (rather
+//! than stopping at the first, as `deny_unknown_fields` would) and validation reports them with
+//! every other problem.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +10,6 @@ use serde::Deserialize;
 use crate::redact::Strategy;
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
@@ -23,10 +24,14 @@ pub struct Config {
     pub tables: Vec<TableConfig>,
     #[serde(default)]
     pub tools: Vec<ToolConfig>,
+    /// Keys the file holds that pgward does not know, as dotted paths; any of them stops
+    /// start-up.
+    #[serde(skip)]
+    pub unknown_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ServerConfig {
     /// Name reported to MCP clients.
     pub name: String,
@@ -44,7 +49,6 @@ impl Default for ServerConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Connection URL; write secrets as `${ENV_VAR}`.
     pub url: String,
@@ -86,7 +90,7 @@ fn default_schemas() -> Vec<String> {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct LimitsConfig {
     pub max_rows: u64,
     pub max_result_bytes: usize,
@@ -104,7 +108,7 @@ impl Default for LimitsConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RedactionConfig {
     /// Key for the `hash` strategy; required when any column uses it. Write it as `${ENV_VAR}`.
     pub hash_key: Option<String>,
@@ -113,7 +117,7 @@ pub struct RedactionConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct FunctionsConfig {
     /// Functions added to the default allowlist (`name` for pg_catalog, or `schema.name`).
     pub allow: Vec<String>,
@@ -128,7 +132,6 @@ pub enum ColumnsConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TableConfig {
     /// `schema.table`, or `table` for the first of `database.schemas`.
     pub name: String,
@@ -142,7 +145,6 @@ pub struct TableConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ToolConfig {
     pub name: String,
     pub description: String,
@@ -153,7 +155,6 @@ pub struct ToolConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ParamConfig {
     pub name: String,
     /// `string`, `integer`, `number` or `boolean`.

@@ -92,7 +92,11 @@ pub fn validate(
     config: &Config,
     catalog: &BTreeMap<QualifiedName, Vec<String>>,
 ) -> Result<Settings, Vec<String>> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = config
+        .unknown_keys
+        .iter()
+        .map(|k| format!("{k}: unknown key"))
+        .collect();
     let db = &config.database;
     if db.url.trim().is_empty() {
         problems.push("database.url: must not be empty".into());
