@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::auth::config::AuthConfig;
+use crate::auth::{Authenticator, IssuerKeys};
 use crate::config::{self, ConfigError, Settings};
 use crate::db::{Database, DbError};
 use crate::engine::Engine;
@@ -45,10 +47,22 @@ pub async fn build_engine_from(cfg: config::Config) -> Result<Arc<Engine>, AppEr
     Ok(engine)
 }
 
-/// `pgward serve`: stdio until the client leaves or a signal arrives.
+/// `pgward serve`: Streamable HTTP when `[http]` is configured, otherwise stdio until the
+/// client leaves. Either way until a signal arrives.
 pub async fn serve(path: &Path) -> Result<(), AppError> {
     let engine = build_engine(path).await?;
     let s = engine.settings();
+    if let Some(http) = s.http.clone() {
+        let auth = Arc::new(build_authenticator(&s.auth, &http.public_url)?);
+        tracing::info!(
+            tables = s.policy.tables.len(),
+            tools = s.tools.len(),
+            issuers = auth.issuers().len(),
+            "pgward starting Streamable HTTP"
+        );
+        mcp::http::serve_http(engine, auth, http, shutdown_signal()).await?;
+        return Ok(());
+    }
     tracing::info!(
         tables = s.policy.tables.len(),
         tools = s.tools.len(),
@@ -56,6 +70,35 @@ pub async fn serve(path: &Path) -> Result<(), AppError> {
     );
     mcp::serve_stdio(engine, shutdown_signal()).await?;
     Ok(())
+}
+
+/// EDGE: reads each issuer's key file, then builds the (pure) authenticator.
+pub fn build_authenticator(auth: &AuthConfig, audience: &str) -> Result<Authenticator, AppError> {
+    let mut problems = Vec::new();
+    let mut keys = Vec::with_capacity(auth.issuers.len());
+    for (i, issuer) in auth.issuers.iter().enumerate() {
+        let public_key_pem = match &issuer.public_key_file {
+            Some(file) => match std::fs::read(file) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    problems.push(format!(
+                        "auth.issuers[{i}].public_key_file: cannot read `{file}`: {}",
+                        e.kind()
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        keys.push(IssuerKeys {
+            hs256_secret: issuer.hs256_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            public_key_pem,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems).into());
+    }
+    Authenticator::new(auth, &keys, audience).map_err(|p| ConfigError::Invalid(p).into())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over stdio with the given config.
+    /// Serve MCP with the given config: Streamable HTTP when `[http]` is set, else stdio.
     Serve {
         #[arg(long, short)]
         config: PathBuf,
@@ -34,6 +34,12 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Print a new API key and the hash that goes in the config (`auth.api_keys`). With
+    /// `--stdin`, hash a key read from standard input instead.
+    HashKey {
+        #[arg(long)]
+        stdin: bool,
     },
     /// Start a throwaway PostgreSQL with sample data and serve it over stdio.
     Demo {

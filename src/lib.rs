@@ -15,12 +15,17 @@
 //!   flags prompt-injection text.
 //! - [`db`]: EDGE. The pool, the read-only session, value mapping, parameter binding, the
 //!   posture check, and the throwaway cluster used by the demo and tests.
-//! - [`mcp`]: EDGE. The rmcp server handler and the stdio transport.
+//! - [`auth`]: who is calling. [`auth::verify`] (CORE) checks JWTs and API keys as pure
+//!   functions of the credential, the keys and the clock; [`policy::scopes`] (CORE) decides
+//!   which tools and tables a principal's scopes cover.
+//! - [`mcp`]: EDGE. The rmcp server handler, the stdio transport, and [`mcp::http`]: Streamable
+//!   HTTP behind one gate (Host/Origin, authentication, throttles, rate limits, scopes).
 //! - [`app`], [`cli`], [`demo`]: composition root and command line.
 //!
 //! CORE modules do no I/O and import no async runtime, driver or transport.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => run(pgward::app::serve(&config)),
+        Command::HashKey { stdin } => hash_key(stdin),
         Command::Demo { no_serve } => run(pgward::demo::run(no_serve)),
     }
 }
@@ -66,6 +67,30 @@ fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+fn hash_key(from_stdin: bool) -> ExitCode {
+    let key = if from_stdin {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            return fail(&e);
+        }
+        line.trim().to_string()
+    } else {
+        match pgward::auth::generate_api_key() {
+            Ok(k) => {
+                println!("key (give it to the client; it is not stored): {k}");
+                k
+            }
+            Err(e) => return fail(&e),
+        }
+    };
+    if key.is_empty() {
+        eprintln!("pgward: no key given");
+        return ExitCode::from(1);
+    }
+    println!("key_sha256 = \"{}\"", pgward::auth::hash_api_key(&key));
+    ExitCode::SUCCESS
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {

@@ -13,6 +13,9 @@ const CORE: &[&str] = &[
     "src/engine/shape.rs",
     "src/config/types.rs",
     "src/config/validate.rs",
+    "src/auth/verify.rs",
+    "src/auth/config.rs",
+    "src/policy/scopes.rs",
 ];
 
 const FORBIDDEN: &[&str] = &[

@@ -118,3 +118,38 @@ fn unknown_keys_stop_start_up_and_are_all_reported_with_other_problems() {
         ]
     );
 }
+
+#[test]
+fn http_example_config_loads_and_validates() {
+    let text = std::fs::read_to_string("config/example-http.toml").unwrap();
+    let cfg = resolve_env(parse(&text).unwrap(), &env).unwrap();
+    assert!(cfg.unknown_keys.is_empty(), "{:?}", cfg.unknown_keys);
+    let settings = validate(&cfg, &BTreeMap::new()).unwrap();
+    let http = settings.http.expect("http section");
+    assert_eq!(http.public_url, "https://db-mcp.example.com/mcp");
+    assert_eq!(settings.auth.issuers.len(), 1);
+    assert_eq!(settings.auth.api_keys.len(), 1);
+    assert_eq!(
+        settings.scopes.tools.get("order_by_id").map(String::as_str),
+        Some("db:admin")
+    );
+    let scopes: Vec<String> = settings.scopes.all_scopes().into_iter().collect();
+    assert_eq!(scopes, vec!["db:admin", "db:read"]);
+}
+
+#[test]
+fn network_listeners_need_tls_in_front_and_credentials() {
+    let text = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+                [http]\nlisten = \"0.0.0.0:8080\"\npublic_url = \"https://x.example/mcp\"\n";
+    let problems = validate(&parse(text).unwrap(), &BTreeMap::new()).unwrap_err();
+    assert!(
+        problems[0].starts_with("http.listen: `0.0.0.0:8080` is not a loopback address"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1]
+            .starts_with("auth: serving over HTTP needs at least one token issuer or API key"),
+        "{problems:?}"
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}

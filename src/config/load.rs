@@ -76,6 +76,22 @@ pub fn resolve_env(
             )),
         }
     }
+    for (i, issuer) in config.auth.issuers.iter_mut().enumerate() {
+        let Some(secret) = &issuer.hs256_secret else {
+            continue;
+        };
+        let key = format!("auth.issuers[{i}].hs256_secret");
+        if !secret.contains("${") {
+            problems.push(format!(
+                "{key}: write the secret as `${{ENV_VAR}}`; it must not live in the file"
+            ));
+            continue;
+        }
+        match substitute(secret, lookup) {
+            Ok(v) => issuer.hs256_secret = Some(v),
+            Err(var) => problems.push(format!("{key}: environment variable `{var}` is not set")),
+        }
+    }
     if problems.is_empty() {
         Ok(config)
     } else {

@@ -24,6 +24,13 @@ pub struct Config {
     pub tables: Vec<TableConfig>,
     #[serde(default)]
     pub tools: Vec<ToolConfig>,
+    /// Serve MCP over Streamable HTTP (with authentication) instead of stdio.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+    #[serde(default)]
+    pub auth: crate::auth::config::AuthConfig,
+    #[serde(default)]
+    pub scopes: ScopesConfig,
     /// Keys the file holds that pgward does not know, as dotted paths; any of them stops
     /// start-up.
     #[serde(skip)]
@@ -132,6 +139,84 @@ pub enum ColumnsConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The endpoint path.
+    pub path: String,
+    /// This server's canonical URL as clients reach it (the token audience, RFC 8707).
+    pub public_url: String,
+    /// Listening on a non-loopback address without TLS is refused unless TLS ends at a
+    /// trusted proxy in front of pgward.
+    pub tls_terminated_by_proxy: bool,
+    /// Accepted `Host` values (`host` or `host:port`); default: loopback names.
+    pub allowed_hosts: Vec<String>,
+    /// Accepted browser `Origin` values; a request with any other Origin is refused.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Authorization servers named in the protected resource metadata (RFC 9728).
+    pub authorization_servers: Vec<String>,
+    /// Requests per second per principal, and the burst above it.
+    pub rate_per_principal: u32,
+    pub burst_per_principal: u32,
+    /// Requests per second for all principals together, and the burst above it.
+    pub rate_global: u32,
+    pub burst_global: u32,
+    /// Failed authentications per minute per client address before it is throttled.
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            path: "/mcp".into(),
+            public_url: String::new(),
+            tls_terminated_by_proxy: false,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            allowed_origins: vec![],
+            max_body_bytes: 1_048_576,
+            request_timeout_ms: 60_000,
+            authorization_servers: vec![],
+            rate_per_principal: 10,
+            burst_per_principal: 20,
+            rate_global: 100,
+            burst_global: 200,
+            failed_auth_per_minute: 10,
+        }
+    }
+}
+
+/// Which scope each tool needs, and how scopes imply each other.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ScopesConfig {
+    pub query: String,
+    pub list_tables: String,
+    pub describe_table: String,
+    /// `"db:admin" = ["db:read"]`: holding the key grants the listed scopes too.
+    pub implies: BTreeMap<String, Vec<String>>,
+    /// Scopes of the stdio principal; default: every scope the config mentions.
+    pub stdio: Option<Vec<String>>,
+}
+
+impl Default for ScopesConfig {
+    fn default() -> Self {
+        Self {
+            query: "db:read".into(),
+            list_tables: "db:read".into(),
+            describe_table: "db:read".into(),
+            implies: BTreeMap::new(),
+            stdio: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct TableConfig {
     /// `schema.table`, or `table` for the first of `database.schemas`.
     pub name: String,
@@ -142,6 +227,9 @@ pub struct TableConfig {
     /// Column name to strategy (`mask`, `hash`, `drop`).
     #[serde(default)]
     pub redact: BTreeMap<String, Strategy>,
+    /// A scope a caller needs to read this table (on top of the tool's scope).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +240,13 @@ pub struct ToolConfig {
     pub sql: String,
     #[serde(default)]
     pub params: Vec<ParamConfig>,
+    /// The scope a caller needs to see and call this tool.
+    #[serde(default = "default_tool_scope")]
+    pub scope: String,
+}
+
+fn default_tool_scope() -> String {
+    "db:read".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

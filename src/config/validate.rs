@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::types::{ColumnsConfig, Config, DatabaseConfig, ParamConfig, ToolConfig};
+use super::types::{ColumnsConfig, Config, DatabaseConfig, HttpConfig, ParamConfig, ToolConfig};
+use crate::auth::config::AuthConfig;
+use crate::policy::scopes::ScopePolicy;
 use crate::policy::{ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, TableRule};
 use crate::redact::{DEFAULT_KEY_PATTERNS, Redactor, Strategy};
 use crate::sql::{self, Checked, DEFAULT_FUNCTIONS, DENIED_FUNCTIONS, ParamMode};
@@ -83,6 +85,13 @@ pub struct Settings {
     pub tools: Vec<ToolDef>,
     /// Tables declared with `columns = "all"`, whose columns the server reads at start-up.
     pub all_column_tables: Vec<QualifiedName>,
+    /// Which scopes tools and tables need.
+    pub scopes: ScopePolicy,
+    /// The scopes of the stdio principal.
+    pub stdio_scopes: BTreeSet<String>,
+    /// Streamable HTTP settings, when pgward serves over the network.
+    pub http: Option<HttpConfig>,
+    pub auth: AuthConfig,
 }
 
 /// Validates `config`. `catalog` gives the real column list of tables declared with
@@ -331,6 +340,15 @@ pub fn validate(
         }
     }
 
+    let scopes = build_scopes(config, &tables_scopes(config, &policy), &mut problems);
+    let stdio_scopes: BTreeSet<String> = match &config.scopes.stdio {
+        Some(list) => list.iter().cloned().collect(),
+        None => scopes.all_scopes(),
+    };
+    if let Some(http) = &config.http {
+        validate_http(http, config, &mut problems);
+    }
+
     match redactor {
         Some(redactor) if problems.is_empty() => Ok(Settings {
             server_name: config.server.name.clone(),
@@ -341,8 +359,146 @@ pub fn validate(
             max_result_bytes: limits.max_result_bytes,
             tools,
             all_column_tables,
+            scopes,
+            stdio_scopes,
+            http: config.http.clone(),
+            auth: config.auth.clone(),
         }),
         _ => Err(problems),
+    }
+}
+
+/// `schema.table` to its scope, for tables that declare one.
+fn tables_scopes(config: &Config, policy: &Policy) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for t in &config.tables {
+        let Some(scope) = &t.scope else { continue };
+        let qualified = if t.name.contains('.') {
+            t.name.clone()
+        } else {
+            format!(
+                "{}.{}",
+                policy.schemas.first().cloned().unwrap_or_default(),
+                t.name
+            )
+        };
+        out.insert(qualified, scope.clone());
+    }
+    out
+}
+
+fn valid_scope(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+}
+
+fn build_scopes(
+    config: &Config,
+    tables: &BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) -> ScopePolicy {
+    let sc = &config.scopes;
+    let mut tools = BTreeMap::new();
+    tools.insert("query".to_string(), sc.query.clone());
+    tools.insert("list_tables".to_string(), sc.list_tables.clone());
+    tools.insert("describe_table".to_string(), sc.describe_table.clone());
+    for t in &config.tools {
+        tools.insert(t.name.clone(), t.scope.clone());
+    }
+    for (tool, scope) in &tools {
+        if !valid_scope(scope) {
+            problems.push(format!(
+                "scopes (`{tool}`): `{scope}` is not a valid scope (printable ASCII, no spaces or quotes)"
+            ));
+        }
+    }
+    for (table, scope) in tables {
+        if !valid_scope(scope) {
+            problems.push(format!(
+                "tables (`{table}`).scope: `{scope}` is not a valid scope"
+            ));
+        }
+    }
+    let mut implies = BTreeMap::new();
+    for (k, v) in &sc.implies {
+        for s in std::iter::once(k).chain(v.iter()) {
+            if !valid_scope(s) {
+                problems.push(format!("scopes.implies: `{s}` is not a valid scope"));
+            }
+        }
+        implies.insert(k.clone(), v.iter().cloned().collect());
+    }
+    ScopePolicy {
+        tools,
+        tables: tables.clone(),
+        implies,
+    }
+}
+
+fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>) {
+    match http.listen.parse::<core::net::SocketAddr>() {
+        Err(_) => problems.push(format!(
+            "http.listen: `{}` is not an address like 127.0.0.1:8080",
+            http.listen
+        )),
+        Ok(addr) if !addr.ip().is_loopback() && !http.tls_terminated_by_proxy => problems.push(
+            format!(
+                "http.listen: `{}` is not a loopback address; pgward does not serve plain HTTP on the network: terminate TLS at a trusted proxy and set http.tls_terminated_by_proxy = true",
+                http.listen
+            ),
+        ),
+        Ok(_) => {}
+    }
+    if !http.path.starts_with('/') || http.path.len() < 2 || http.path.contains(['?', '#', ' ']) {
+        problems.push(format!(
+            "http.path: `{}` must be a path like /mcp",
+            http.path
+        ));
+    }
+    let url_ok = (http.public_url.starts_with("https://")
+        || http.public_url.starts_with("http://localhost")
+        || http.public_url.starts_with("http://127.0.0.1")
+        || http.public_url.starts_with("http://[::1]"))
+        && !http.public_url.contains(['#', '?', ' ']);
+    if !url_ok {
+        problems.push(format!(
+            "http.public_url: `{}` must be this server's canonical URL (https://..., or http:// on loopback), without query or fragment",
+            http.public_url
+        ));
+    }
+    if http.max_body_bytes < 1024 || http.max_body_bytes > 16 * 1024 * 1024 {
+        problems.push(format!(
+            "http.max_body_bytes: must be between 1024 and 16777216, got {}",
+            http.max_body_bytes
+        ));
+    }
+    if http.request_timeout_ms == 0 || http.request_timeout_ms > 600_000 {
+        problems.push(format!(
+            "http.request_timeout_ms: must be between 1 and 600000, got {}",
+            http.request_timeout_ms
+        ));
+    }
+    for (key, v) in [
+        ("http.rate_per_principal", http.rate_per_principal),
+        ("http.burst_per_principal", http.burst_per_principal),
+        ("http.rate_global", http.rate_global),
+        ("http.burst_global", http.burst_global),
+        ("http.failed_auth_per_minute", http.failed_auth_per_minute),
+    ] {
+        if v == 0 {
+            problems.push(format!("{key}: must be at least 1"));
+        }
+    }
+    if http.allowed_origins.iter().any(|o| o == "*") {
+        problems.push("http.allowed_origins: `*` is not allowed; list the origins".into());
+    }
+    if config.auth.issuers.is_empty() && config.auth.api_keys.is_empty() {
+        problems.push(
+            "auth: serving over HTTP needs at least one token issuer or API key; pgward never serves anonymous network clients"
+                .into(),
+        );
     }
 }
 

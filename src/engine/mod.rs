@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use crate::auth::Principal;
 use crate::config::{ParamType, Settings, ToolDef};
 use crate::db::{CallLimits, Database, DbError};
 use crate::policy::{Columns, QualifiedName};
@@ -49,6 +50,7 @@ pub struct Engine {
     settings: Arc<Settings>,
     db: Database,
     pub counters: Counters,
+    stdio: Principal,
 }
 
 /// Error codes for failures that are not policy violations. Stable; documented in README.
@@ -62,15 +64,44 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "database_unavailable";
     pub const ROW_TOO_LARGE: &str = "row_too_large";
     pub const INTERNAL: &str = "internal_error";
+    pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
 }
 
 impl Engine {
     pub fn new(settings: Arc<Settings>, db: Database) -> Self {
+        let stdio = Principal::stdio(
+            &settings.stdio_principal,
+            settings.stdio_scopes.iter().cloned(),
+        );
         Self {
             settings,
             db,
             counters: Counters::default(),
+            stdio,
         }
+    }
+
+    /// The principal of a stdio session (from the config).
+    pub fn stdio_principal(&self) -> &Principal {
+        &self.stdio
+    }
+
+    /// The tools `principal` may call: the others are not listed at all.
+    pub fn tools_for(&self, principal: &Principal) -> Vec<ToolSpec> {
+        self.tools()
+            .into_iter()
+            .filter(|t| {
+                self.settings
+                    .scopes
+                    .missing(&principal.scopes, &t.name, &[])
+                    .is_empty()
+            })
+            .collect()
+    }
+
+    /// The scopes `principal` lacks to call `tool` (empty when allowed).
+    pub fn missing_scopes(&self, principal: &Principal, tool: &str) -> Vec<String> {
+        self.settings.scopes.missing(&principal.scopes, tool, &[])
     }
 
     pub fn settings(&self) -> &Settings {
@@ -142,19 +173,37 @@ impl Engine {
         tools
     }
 
-    /// Runs one tool call through the pipeline. `cancelled` resolves when the client gives up.
+    /// Runs one tool call as the stdio principal.
     pub async fn call(
         &self,
         tool: &str,
         arguments: Map<String, Value>,
         cancelled: impl std::future::Future<Output = ()>,
     ) -> Outcome {
+        self.call_as(&self.stdio.clone(), tool, arguments, cancelled)
+            .await
+    }
+
+    /// Runs one tool call through the pipeline. `cancelled` resolves when the client gives up.
+    pub async fn call_as(
+        &self,
+        principal: &Principal,
+        tool: &str,
+        arguments: Map<String, Value>,
+        cancelled: impl std::future::Future<Output = ()>,
+    ) -> Outcome {
         let started = Instant::now();
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let known = matches!(tool, "query" | "list_tables" | "describe_table")
+            || self.settings.tools.iter().any(|t| t.name == tool);
+        let missing = self.missing_scopes(principal, tool);
         let outcome = match tool {
-            "query" => self.query(arguments, cancelled).await,
-            "list_tables" => self.list_tables(arguments),
-            "describe_table" => self.describe_table(arguments).await,
+            // INVARIANT: a tool the caller may not use is refused before anything else runs
+            // (and is absent from its tools/list).
+            _ if known && !missing.is_empty() => insufficient_scope(&missing),
+            "query" => self.query(principal, arguments, cancelled).await,
+            "list_tables" => self.list_tables(principal, arguments),
+            "describe_table" => self.describe_table(principal, arguments).await,
             name => match self.settings.tools.iter().find(|t| t.name == name) {
                 Some(def) => self.lookup(def, arguments, cancelled).await,
                 None => refusal(
@@ -182,7 +231,8 @@ impl Engine {
         // it (they may hold data); the canonical SQL is recorded when there is one.
         tracing::info!(
             target: "pgward::audit",
-            principal = %self.settings.stdio_principal,
+            principal = %principal.subject,
+            method = ?principal.method,
             tool = %truncate(tool, 64),
             decision = if outcome.is_error { "refused" } else { "allowed" },
             codes = ?codes,
@@ -195,6 +245,7 @@ impl Engine {
 
     async fn query(
         &self,
+        principal: &Principal,
         mut args: Map<String, Value>,
         cancelled: impl std::future::Future<Output = ()>,
     ) -> Outcome {
@@ -207,6 +258,14 @@ impl Engine {
             Ok(c) => c,
             Err(violations) => return violations_outcome(&violations),
         };
+        let tables: Vec<String> = checked.tables.iter().map(|t| t.to_string()).collect();
+        let missing = self
+            .settings
+            .scopes
+            .missing(&principal.scopes, "query", &tables);
+        if !missing.is_empty() {
+            return insufficient_scope(&missing);
+        }
         self.execute(&checked, &[], cancelled).await
     }
 
@@ -291,7 +350,7 @@ impl Engine {
         }
     }
 
-    fn list_tables(&self, args: Map<String, Value>) -> Outcome {
+    fn list_tables(&self, principal: &Principal, args: Map<String, Value>) -> Outcome {
         if !args.is_empty() {
             return invalid_args("`list_tables` takes no arguments");
         }
@@ -300,13 +359,19 @@ impl Engine {
             .policy
             .tables
             .values()
+            .filter(|t| {
+                self.settings
+                    .scopes
+                    .missing(&principal.scopes, "list_tables", &[t.name.to_string()])
+                    .is_empty()
+            })
             .map(|t| json!({"name": t.name.to_string(), "description": t.description}))
             .collect();
         let summary = format!("{} table(s) may be queried.", tables.len());
         framed(&summary, json!({ "tables": tables }))
     }
 
-    async fn describe_table(&self, mut args: Map<String, Value>) -> Outcome {
+    async fn describe_table(&self, principal: &Principal, mut args: Map<String, Value>) -> Outcome {
         let name = match args.remove("table") {
             Some(Value::String(s)) if args.is_empty() => s,
             _ => {
@@ -332,6 +397,14 @@ impl Engine {
                 ),
             )]);
         };
+        let missing = self.settings.scopes.missing(
+            &principal.scopes,
+            "describe_table",
+            &[rule.name.to_string()],
+        );
+        if !missing.is_empty() {
+            return insufficient_scope(&missing);
+        }
         let catalog = match self.db.columns(&rule.name).await {
             Ok(c) => c,
             Err(e) => return db_error_outcome(&e),
@@ -528,6 +601,18 @@ fn refusal(code: &str, message: &str, violations: Vec<Value>) -> Outcome {
         is_error: true,
         meta,
     }
+}
+
+/// The call needs scopes the caller does not hold; every one is named.
+fn insufficient_scope(missing: &[String]) -> Outcome {
+    let mut out = refusal(
+        codes::INSUFFICIENT_SCOPE,
+        &format!("this call needs the scope(s): {}", missing.join(" ")),
+        vec![],
+    );
+    out.meta
+        .insert("pgward/required_scopes".into(), json!(missing));
+    out
 }
 
 fn invalid_args(message: &str) -> Outcome {

@@ -14,20 +14,52 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 
+use crate::auth::Principal;
 use crate::engine::{Engine, Outcome, ToolSpec};
+
+pub mod http;
+
+/// Where a call's principal comes from.
+#[derive(Clone)]
+enum Identity {
+    /// stdio: the configured principal, for the whole session.
+    Fixed(Principal),
+    /// HTTP: the principal the authentication layer put on each request.
+    PerRequest,
+}
 
 #[derive(Clone)]
 pub struct PgwardServer {
     engine: Arc<Engine>,
-    tools: Arc<Vec<Tool>>,
+    identity: Identity,
 }
 
 impl PgwardServer {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        let tools = engine.tools().into_iter().map(to_tool).collect();
+    /// A server for stdio, acting as the configured stdio principal.
+    pub fn stdio(engine: Arc<Engine>) -> Self {
+        let principal = engine.stdio_principal().clone();
         Self {
             engine,
-            tools: Arc::new(tools),
+            identity: Identity::Fixed(principal),
+        }
+    }
+
+    /// A server behind the HTTP authentication layer.
+    pub fn per_request(engine: Arc<Engine>) -> Self {
+        Self {
+            engine,
+            identity: Identity::PerRequest,
+        }
+    }
+
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
+        match &self.identity {
+            Identity::Fixed(p) => Some(p.clone()),
+            Identity::PerRequest => context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .cloned(),
         }
     }
 }
@@ -87,13 +119,17 @@ impl ServerHandler for PgwardServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.iter().find(|t| t.name == name).cloned()
+        // Only the tools this caller may call; the list differs per principal, so it is
+        // marked private for caches.
+        let tools = match self.principal(&context) {
+            Some(p) => self.engine.tools_for(&p).into_iter().map(to_tool).collect(),
+            None => Vec::new(),
+        };
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.cache_scope = Some(rmcp::model::CacheScope::Private);
+        Ok(result)
     }
 
     async fn call_tool(
@@ -102,6 +138,12 @@ impl ServerHandler for PgwardServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.unwrap_or_default();
+        let Some(principal) = self.principal(&context) else {
+            // The HTTP layer authenticates every request before it gets here; a request
+            // without a principal is a wiring bug, refused.
+            tracing::error!("tool call without an authenticated principal");
+            return Err(McpError::internal_error("unauthenticated", None));
+        };
         let engine = Arc::clone(&self.engine);
         let name = request.name.to_string();
         let ct = context.ct.clone();
@@ -109,7 +151,9 @@ impl ServerHandler for PgwardServer {
         // generic tool error and a log line, never a dropped connection or a stack trace.
         let handle = tokio::spawn(async move {
             let cancelled = ct.cancelled_owned();
-            engine.call(&name, arguments, cancelled).await
+            engine
+                .call_as(&principal, &name, arguments, cancelled)
+                .await
         });
         let outcome = match handle.await {
             Ok(outcome) => outcome,
@@ -140,7 +184,7 @@ pub async fn serve_stdio(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), McpServeError> {
-    let server = PgwardServer::new(engine);
+    let server = PgwardServer::stdio(engine);
     let running = server
         .serve(rmcp::transport::stdio())
         .await

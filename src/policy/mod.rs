@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod scopes;
+
 use crate::redact::Strategy;
 
 /// A schema-qualified relation name, already folded the way PostgreSQL folds it.

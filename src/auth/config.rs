@@ -1,0 +1,44 @@
+//! The `[auth]` section: who may call pgward over HTTP.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Trusted token issuers (several may be configured).
+    pub issuers: Vec<IssuerConfig>,
+    /// API keys for machine clients; only a hash of each key is stored.
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssuerConfig {
+    /// The exact `iss` claim.
+    pub issuer: String,
+    /// Accepted algorithms, pinned: `HS256`, `RS256`, `ES256`, `EdDSA` (no mixing HMAC with
+    /// public-key algorithms in one issuer).
+    pub algorithms: Vec<String>,
+    /// HS256 secret; must be written as `${ENV_VAR}`.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// PEM file with the issuer's public key (RS256, ES256, EdDSA).
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+    /// Expected `aud`; defaults to `http.public_url` (RFC 8707 resource indicator).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Claim holding the scopes: a space-separated string or an array. Default `scope`.
+    #[serde(default)]
+    pub scope_claim: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKeyConfig {
+    /// Who the key belongs to (recorded as the principal).
+    pub subject: String,
+    /// Hex SHA-256 of the key, as printed by `pgward hash-key`.
+    pub key_sha256: String,
+    pub scopes: Vec<String>,
+}

@@ -1,0 +1,438 @@
+//! EDGE: MCP over Streamable HTTP. Every request passes one gate before rmcp sees it:
+//!
+//! Host and Origin validation → authentication (JWT bearer or API key; 401 with
+//! `WWW-Authenticate` naming the protected resource metadata) → failed-authentication throttle
+//! per client address → rate limits per principal and global (429 with `Retry-After`) →
+//! per-tool scope check for `tools/call` (403 `insufficient_scope` naming every missing scope).
+//! The principal rides on the request's extensions into the handler. Sessions are never
+//! issued (stateless serving), so a session can never stand in for authentication.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::{Value, json};
+
+use super::{McpServeError, PgwardServer};
+use crate::auth::{AuthFailure, Authenticator, Principal};
+use crate::config::types::HttpConfig;
+use crate::engine::Engine;
+
+/// Everything the gate needs, shared by all requests.
+struct Gate {
+    engine: Arc<Engine>,
+    auth: Arc<Authenticator>,
+    cfg: HttpConfig,
+    /// URL of this resource's RFC 9728 metadata.
+    metadata_url: String,
+    /// The scope a client needs to get started (named in 401 challenges).
+    base_scope: String,
+    per_principal: DefaultKeyedRateLimiter<String>,
+    global: DefaultDirectRateLimiter,
+    failed_auth: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Serves until `shutdown` resolves; calls in flight finish first.
+pub async fn serve_http(
+    engine: Arc<Engine>,
+    auth: Arc<Authenticator>,
+    cfg: HttpConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), McpServeError> {
+    let addr: SocketAddr = cfg
+        .listen
+        .parse()
+        .map_err(|_| McpServeError::Start(format!("invalid listen address `{}`", cfg.listen)))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| McpServeError::Start(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| McpServeError::Start(e.to_string()))?;
+    tracing::info!(address = %local, path = %cfg.path, "pgward serving MCP over Streamable HTTP");
+    let app = router(engine, auth, cfg);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| McpServeError::Run(e.to_string()))
+}
+
+/// The routes: the MCP endpoint behind the gate, and the protected resource metadata.
+pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, cfg: HttpConfig) -> Router {
+    let metadata_path = format!("/.well-known/oauth-protected-resource{}", cfg.path);
+    let origin = url_origin(&cfg.public_url);
+    let scopes = &engine.settings().scopes;
+    let base_scope = scopes
+        .tools
+        .get("query")
+        .cloned()
+        .unwrap_or_else(|| "db:read".into());
+    let gate = Arc::new(Gate {
+        metadata_url: format!("{origin}{metadata_path}"),
+        base_scope,
+        per_principal: RateLimiter::keyed(
+            Quota::per_second(nonzero(cfg.rate_per_principal))
+                .allow_burst(nonzero(cfg.burst_per_principal)),
+        ),
+        global: RateLimiter::direct(
+            Quota::per_second(nonzero(cfg.rate_global)).allow_burst(nonzero(cfg.burst_global)),
+        ),
+        failed_auth: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.failed_auth_per_minute))),
+        engine: Arc::clone(&engine),
+        auth,
+        cfg: cfg.clone(),
+    });
+    let mcp_engine = Arc::clone(&engine);
+    let service = StreamableHttpService::new(
+        move || Ok(PgwardServer::per_request(Arc::clone(&mcp_engine))),
+        Arc::new(NeverSessionManager::default()),
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_allowed_hosts(cfg.allowed_hosts.clone())
+            .with_allowed_origins(cfg.allowed_origins.clone())
+            .with_max_request_body_bytes(cfg.max_body_bytes),
+    );
+    let metadata = Arc::new(protected_resource_metadata(&engine, &cfg));
+    let meta_handler = {
+        let metadata = Arc::clone(&metadata);
+        move || {
+            let body = metadata.as_ref().clone();
+            async move { (secure_headers(), axum::Json(body)) }
+        }
+    };
+    let mcp = Router::new()
+        .route_service(&cfg.path, service)
+        .layer(middleware::from_fn_with_state(Arc::clone(&gate), gated));
+    let wellknown = Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource",
+            axum::routing::get(meta_handler.clone()),
+        )
+        .route(&metadata_path, axum::routing::get(meta_handler))
+        .layer(middleware::from_fn_with_state(gate, host_and_origin_only));
+    mcp.merge(wellknown)
+}
+
+/// RFC 9728 protected resource metadata.
+fn protected_resource_metadata(engine: &Engine, cfg: &HttpConfig) -> Value {
+    let scopes: Vec<String> = engine.settings().scopes.all_scopes().into_iter().collect();
+    json!({
+        "resource": cfg.public_url,
+        "authorization_servers": cfg.authorization_servers,
+        "scopes_supported": scopes,
+        "bearer_methods_supported": ["header"],
+        "resource_name": engine.settings().server_name,
+    })
+}
+
+/// `scheme://host[:port]` of a URL.
+fn url_origin(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split('/').next().unwrap_or("");
+            format!("{scheme}://{authority}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn secure_headers() -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::VARY, HeaderValue::from_static("Authorization")),
+    ]
+}
+
+/// A generic JSON-RPC error body: the reason goes to the audit log, not to the client.
+fn error_response(
+    status: StatusCode,
+    message: &str,
+    extra: Vec<(header::HeaderName, String)>,
+) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": message}});
+    let mut response = (status, secure_headers(), axum::Json(body)).into_response();
+    for (name, value) in extra {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+fn retry_after(wait: Duration) -> (header::HeaderName, String) {
+    (header::RETRY_AFTER, wait.as_secs().max(1).to_string())
+}
+
+impl Gate {
+    fn challenge(&self, failure: Option<AuthFailure>) -> Response {
+        let mut value = format!(
+            "Bearer resource_metadata=\"{}\", scope=\"{}\"",
+            self.metadata_url, self.base_scope
+        );
+        if failure.is_some_and(|f| f != AuthFailure::Missing) {
+            value.push_str(", error=\"invalid_token\"");
+        }
+        error_response(
+            StatusCode::UNAUTHORIZED,
+            "authentication required",
+            vec![(header::WWW_AUTHENTICATE, value)],
+        )
+    }
+
+    /// Host must be an allowed name; Origin, when present, an allowed origin (DNS rebinding).
+    fn host_or_origin_refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let host_name = host_without_port(host);
+        let host_ok = self
+            .cfg
+            .allowed_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_name));
+        if !host_ok {
+            tracing::warn!(target: "pgward::audit", reason = "host_not_allowed", "request refused");
+            return Some(error_response(StatusCode::FORBIDDEN, "forbidden", vec![]));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            if !self.cfg.allowed_origins.iter().any(|a| a == origin) {
+                tracing::warn!(target: "pgward::audit", reason = "origin_not_allowed", "request refused");
+                return Some(error_response(StatusCode::FORBIDDEN, "forbidden", vec![]));
+            }
+        }
+        None
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split(']')
+            .next()
+            .map_or(host, |h| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn host_and_origin_only(
+    State(gate): State<Arc<Gate>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match gate.host_or_origin_refusal(request.headers()) {
+        None => next.run(request).await,
+        Some(r) => r,
+    }
+}
+
+/// The gate in front of the MCP endpoint.
+async fn gated(
+    State(gate): State<Arc<Gate>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let timeout = Duration::from_millis(gate.cfg.request_timeout_ms);
+    match tokio::time::timeout(timeout, admit(&gate, peer, request, next)).await {
+        Ok(r) => r,
+        Err(_) => error_response(StatusCode::GATEWAY_TIMEOUT, "request timed out", vec![]),
+    }
+}
+
+async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> Response {
+    if let Some(r) = gate.host_or_origin_refusal(request.headers()) {
+        return r;
+    }
+    let client = peer.ip();
+    let credential = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().ok().and_then(bearer));
+    let principal = match credential {
+        None => Err(AuthFailure::Missing),
+        Some(None) => Err(AuthFailure::Malformed),
+        Some(Some(c)) => gate.auth.authenticate(c, now_unix()),
+    };
+    let principal = match principal {
+        Ok(p) => p,
+        Err(failure) => {
+            // INVARIANT: the reason is audited, never shown; the token never is either.
+            tracing::warn!(
+                target: "pgward::audit",
+                client = %client,
+                reason = failure.code(),
+                "authentication failed"
+            );
+            if let Err(not_until) = gate.failed_auth.check_key(&client) {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                return error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed authentication attempts",
+                    vec![retry_after(wait)],
+                );
+            }
+            return gate.challenge(Some(failure));
+        }
+    };
+    if let Err(not_until) = gate.per_principal.check_key(&principal.subject) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "rate_limited", "request refused");
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded",
+            vec![retry_after(wait)],
+        );
+    }
+    if let Err(not_until) = gate.global.check() {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "global_rate_limited", "request refused");
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded",
+            vec![retry_after(wait)],
+        );
+    }
+    let (mut parts, body) = request.into_parts();
+    let bytes = if parts.method == Method::POST {
+        match axum::body::to_bytes(body, gate.cfg.max_body_bytes).await {
+            Ok(b) => b,
+            Err(_) => {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large",
+                    vec![],
+                );
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    if let Some(missing) = missing_scopes(gate, &principal, &bytes) {
+        tracing::warn!(
+            target: "pgward::audit",
+            principal = %principal.subject,
+            reason = "insufficient_scope",
+            scopes = %missing.join(" "),
+            "tool call refused"
+        );
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "insufficient scope",
+            vec![(
+                header::WWW_AUTHENTICATE,
+                format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
+                    missing.join(" "),
+                    gate.metadata_url
+                ),
+            )],
+        );
+    }
+    parts.extensions.insert::<Principal>(principal);
+    let mut response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    for (name, value) in secure_headers() {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// `Bearer <credential>`, case-insensitive scheme.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    let credential = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() && !credential.contains(' '))
+        .then_some(credential)
+}
+
+/// For a `tools/call` (alone or in a batch) of a known tool the principal may not use, every
+/// scope it lacks. Unknown tools and other methods pass; the engine answers them.
+fn missing_scopes(gate: &Gate, principal: &Principal, body: &[u8]) -> Option<Vec<String>> {
+    let parsed: Value = serde_json::from_slice(body).ok()?;
+    let messages = match parsed {
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    let mut missing: Vec<String> = Vec::new();
+    for m in &messages {
+        if m.get("method").and_then(Value::as_str) != Some("tools/call") {
+            continue;
+        }
+        let Some(tool) = m.pointer("/params/name").and_then(Value::as_str) else {
+            continue;
+        };
+        let known = gate.engine.tools().iter().any(|t| t.name == tool);
+        if known {
+            for s in gate.engine.missing_scopes(principal, tool) {
+                if !missing.contains(&s) {
+                    missing.push(s);
+                }
+            }
+        }
+    }
+    (!missing.is_empty()).then_some(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing_is_strict() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer a b"), None);
+    }
+
+    #[test]
+    fn origins_and_hosts() {
+        assert_eq!(
+            url_origin("https://db.example.com/mcp"),
+            "https://db.example.com"
+        );
+        assert_eq!(
+            url_origin("http://127.0.0.1:8080/mcp"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(host_without_port("127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("localhost"), "localhost");
+    }
+}
