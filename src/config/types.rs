@@ -168,6 +168,11 @@ pub struct HttpConfig {
     pub burst_global: u32,
     /// Failed authentications per minute per client address before it is throttled.
     pub failed_auth_per_minute: u32,
+    /// Calls one principal may have in flight at once.
+    pub max_in_flight_per_principal: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (read from the right); from anyone else
+    /// the header is ignored and the connection's address is the client's.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -187,6 +192,8 @@ impl Default for HttpConfig {
             rate_global: 100,
             burst_global: 200,
             failed_auth_per_minute: 10,
+            max_in_flight_per_principal: 4,
+            trusted_proxies: vec![],
         }
     }
 }

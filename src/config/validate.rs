@@ -486,9 +486,18 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
         ("http.rate_global", http.rate_global),
         ("http.burst_global", http.burst_global),
         ("http.failed_auth_per_minute", http.failed_auth_per_minute),
+        (
+            "http.max_in_flight_per_principal",
+            http.max_in_flight_per_principal,
+        ),
     ] {
         if v == 0 {
             problems.push(format!("{key}: must be at least 1"));
+        }
+    }
+    for p in &http.trusted_proxies {
+        if p.parse::<core::net::IpAddr>().is_err() {
+            problems.push(format!("http.trusted_proxies: `{p}` is not an IP address"));
         }
     }
     if http.allowed_origins.iter().any(|o| o == "*") {

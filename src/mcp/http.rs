@@ -7,9 +7,10 @@
 //! The principal rides on the request's extensions into the handler. Sessions are never
 //! issued (stateless serving), so a session can never stand in for authentication.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -41,6 +42,72 @@ struct Gate {
     per_principal: DefaultKeyedRateLimiter<String>,
     global: DefaultDirectRateLimiter,
     failed_auth: DefaultKeyedRateLimiter<IpAddr>,
+    trusted_proxies: Vec<IpAddr>,
+    in_flight: Mutex<HashMap<String, u32>>,
+}
+
+/// One call in flight for a principal; the slot is released when dropped.
+struct InFlight<'g> {
+    gate: &'g Gate,
+    subject: String,
+}
+
+impl Gate {
+    fn enter(&self, subject: &str) -> Option<InFlight<'_>> {
+        let mut map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(subject.to_string()).or_insert(0);
+        if *n >= self.cfg.max_in_flight_per_principal {
+            return None;
+        }
+        *n += 1;
+        Some(InFlight {
+            gate: self,
+            subject: subject.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .gate
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.subject) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.subject);
+            }
+        }
+    }
+}
+
+/// The client's address: the connection's, unless it comes from a trusted proxy, in which case
+/// the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            // A hop that is not an address cannot be trusted to name the client.
+            Err(_) => return peer,
+        }
+    }
+    peer
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -96,6 +163,12 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, cfg: HttpConfig) ->
             Quota::per_second(nonzero(cfg.rate_global)).allow_burst(nonzero(cfg.burst_global)),
         ),
         failed_auth: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.failed_auth_per_minute))),
+        trusted_proxies: cfg
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        in_flight: Mutex::new(HashMap::new()),
         engine: Arc::clone(&engine),
         auth,
         cfg: cfg.clone(),
@@ -277,7 +350,7 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
     if let Some(r) = gate.host_or_origin_refusal(request.headers()) {
         return r;
     }
-    let client = peer.ip();
+    let client = client_address(peer.ip(), request.headers(), &gate.trusted_proxies);
     let credential = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -326,6 +399,14 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
             vec![retry_after(wait)],
         );
     }
+    let Some(_slot) = gate.enter(&principal.subject) else {
+        tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "too_many_in_flight", "request refused");
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many calls in flight",
+            vec![retry_after(Duration::from_secs(1))],
+        );
+    };
     let (mut parts, body) = request.into_parts();
     let bytes = if parts.method == Method::POST {
         match axum::body::to_bytes(body, gate.cfg.max_body_bytes).await {
@@ -419,6 +500,30 @@ mod tests {
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer"), None);
         assert_eq!(bearer("Bearer a b"), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies_and_read_from_the_right() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 198.51.100.9, 10.0.0.1"),
+        );
+        // From an untrusted peer the header is ignored (it could say anything).
+        assert_eq!(client_address(peer, &h, &[proxy]), peer);
+        // From the proxy: the rightmost hop that is not a trusted proxy.
+        assert_eq!(
+            client_address(proxy, &h, &[proxy]),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, nonsense"),
+        );
+        assert_eq!(client_address(proxy, &bad, &[proxy]), proxy);
     }
 
     #[test]
