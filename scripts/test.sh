@@ -12,4 +12,14 @@ if ! command -v pg_config >/dev/null 2>&1 && [ -z "${PGWARD_PG_BINDIR:-}" ] && !
     exit 1
   fi
 fi
+# The MCP Python SDK for tests/e2e_python.rs, in a virtualenv outside the repository (reused
+# when present).
+PGWARD_VENV="${PGWARD_VENV:-$HOME/.cache/pgward/venv}"
+MCP_SDK_VERSION="2.3.0"
+if ! "$PGWARD_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_SDK_VERSION')" >/dev/null 2>&1; then
+  echo "setting up the MCP Python SDK $MCP_SDK_VERSION in $PGWARD_VENV" >&2
+  python3 -m venv "$PGWARD_VENV"
+  "$PGWARD_VENV/bin/pip" install --quiet --disable-pip-version-check "mcp==$MCP_SDK_VERSION"
+fi
+export PGWARD_TEST_PYTHON="$PGWARD_VENV/bin/python"
 exec cargo test --locked "$@"

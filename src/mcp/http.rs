@@ -381,7 +381,10 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
             return gate.challenge(Some(failure));
         }
     };
-    if let Err(not_until) = gate.per_principal.check_key(&principal.subject) {
+    // Limits are per principal: the same subject from two issuers (or a JWT subject and an
+    // API key of the same name) are different callers.
+    let key = principal_key(&principal);
+    if let Err(not_until) = gate.per_principal.check_key(&key) {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "rate_limited", "request refused");
         return error_response(
@@ -399,7 +402,7 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
             vec![retry_after(wait)],
         );
     }
-    let Some(_slot) = gate.enter(&principal.subject) else {
+    let Some(_slot) = gate.enter(&key) else {
         tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "too_many_in_flight", "request refused");
         return error_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -422,6 +425,10 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
     } else {
         Bytes::new()
     };
+    if parts.method == Method::POST && serde_json::from_slice::<Value>(&bytes).is_err() {
+        let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "parse error"}});
+        return (StatusCode::BAD_REQUEST, secure_headers(), axum::Json(body)).into_response();
+    }
     if let Some(missing) = missing_scopes(gate, &principal, &bytes) {
         tracing::warn!(
             target: "pgward::audit",
@@ -451,6 +458,15 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
         response.headers_mut().insert(name, value);
     }
     response
+}
+
+fn principal_key(p: &Principal) -> String {
+    format!(
+        "{:?}\u{1f}{}\u{1f}{}",
+        p.method,
+        p.issuer.as_deref().unwrap_or(""),
+        p.subject
+    )
 }
 
 /// `Bearer <credential>`, case-insensitive scheme.

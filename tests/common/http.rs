@@ -1,0 +1,550 @@
+//! Harness for the Streamable HTTP suites: the real `pgward serve` binary listening on a free
+//! loopback port, configured with an HS256 issuer, an RS256 issuer (key pair made by
+//! `openssl`), an API key and an admin-only lookup tool; token minting; raw JSON-RPC over
+//! `reqwest`.
+//!
+//! Included with `#[path = "common/http.rs"]` next to `mod common;`, so the shared harness
+//! stays untouched.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::common::{
+    DB_PASSWORD_ENV, Fixture, HASH_KEY, HASH_KEY_ENV, READER_PASSWORD, TestConfig,
+};
+
+/// The HS256 issuer's secret, given to the child through `${PGWARD_TEST_JWT_SECRET}`.
+pub const JWT_SECRET: &str = "pgward-test-hs256-secret-0123456789-abcdef";
+pub const JWT_SECRET_ENV: &str = "PGWARD_TEST_JWT_SECRET";
+/// The HS256 issuer.
+pub const ISSUER: &str = "https://idp.test";
+/// The RS256 issuer.
+pub const RSA_ISSUER: &str = "https://rsa.test";
+/// The `etl-bot` API key (only its SHA-256 is in the config).
+pub const API_KEY: &str = "pgw_test_etl_bot_0123456789abcdefghijklmnopqrstuv";
+/// The stateless protocol revision.
+pub const STATELESS: &str = "2026-07-28";
+/// The newest handshake (legacy) revision.
+pub const LEGACY: &str = "2025-11-25";
+
+/// An RSA key pair for the RS256 issuer, made once per test binary.
+pub struct RsaKeys {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+pub fn rsa_keys() -> &'static RsaKeys {
+    static KEYS: OnceLock<RsaKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let private = dir.path().join("rsa_priv.pem");
+        let public = dir.path().join("rsa_pub.pem");
+        let status = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&private)
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl genpkey (is openssl installed?)");
+        assert!(status.success(), "openssl genpkey failed");
+        let status = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .expect("run openssl pkey");
+        assert!(status.success(), "openssl pkey -pubout failed");
+        RsaKeys {
+            private_pem: std::fs::read_to_string(&private).unwrap(),
+            public_pem: std::fs::read_to_string(&public).unwrap(),
+        }
+    })
+}
+
+/// Lower-case hex SHA-256, computed here independently of pgward.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Unpadded base64url (for hand-built tokens).
+pub fn b64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Signs `claims` with HS256 and `secret`.
+pub fn hs256(claims: &Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+/// Signs `claims` with RS256 and the test RSA private key.
+pub fn rs256(claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(rsa_keys().private_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+}
+
+/// `alg: none`, no signature.
+pub fn unsigned(claims: &Value) -> String {
+    let header = json!({"alg": "none", "typ": "JWT"});
+    format!(
+        "{}.{}.",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    )
+}
+
+/// What varies between the tests' servers.
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    /// `host` part of `http.listen` (the port is always a free one).
+    pub listen_host: String,
+    pub tls_terminated_by_proxy: bool,
+    pub failed_auth_per_minute: u32,
+    /// `rate_per_principal` and `burst_per_principal` (5 unless a test needs more).
+    pub rate_per_principal: u32,
+    pub max_body_bytes: Option<usize>,
+    /// `max_in_flight_per_principal`, when set.
+    pub max_in_flight: Option<u32>,
+    /// `trusted_proxies`.
+    pub trusted_proxies: Vec<String>,
+    /// Allow `http://127.0.0.1:<port>` as a browser origin.
+    pub allow_own_origin: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            listen_host: "127.0.0.1".into(),
+            tls_terminated_by_proxy: false,
+            failed_auth_per_minute: 3,
+            rate_per_principal: 5,
+            max_body_bytes: None,
+            max_in_flight: None,
+            trusted_proxies: Vec::new(),
+            allow_own_origin: false,
+        }
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A config file with the standard test policy plus `[http]`, `[auth]`, `[scopes]` and the
+/// admin-only tool, in a fresh temporary directory (with the RSA public key next to it).
+pub fn write_http_config(
+    f: &Fixture,
+    port: u16,
+    knobs: &Knobs,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pub_path = dir.path().join("rsa_pub.pem");
+    std::fs::write(&pub_path, &rsa_keys().public_pem).unwrap();
+    let mut http = format!(
+        "listen = \"{}:{port}\"\npublic_url = \"http://127.0.0.1:{port}/mcp\"\n\
+         rate_per_principal = {rate}\nburst_per_principal = {rate}\nfailed_auth_per_minute = {}\n",
+        knobs.listen_host,
+        knobs.failed_auth_per_minute,
+        rate = knobs.rate_per_principal,
+    );
+    if knobs.tls_terminated_by_proxy {
+        http.push_str("tls_terminated_by_proxy = true\n");
+    }
+    if let Some(n) = knobs.max_body_bytes {
+        http.push_str(&format!("max_body_bytes = {n}\n"));
+    }
+    if let Some(n) = knobs.max_in_flight {
+        http.push_str(&format!("max_in_flight_per_principal = {n}\n"));
+    }
+    if !knobs.trusted_proxies.is_empty() {
+        http.push_str(&format!("trusted_proxies = {:?}\n", knobs.trusted_proxies));
+    }
+    if knobs.allow_own_origin {
+        http.push_str(&format!(
+            "allowed_origins = [\"http://127.0.0.1:{port}\"]\n"
+        ));
+    }
+    let extra = format!(
+        r#"[http]
+{http}
+[auth]
+leeway_secs = 5
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+algorithms = ["HS256"]
+hs256_secret = "${{{JWT_SECRET_ENV}}}"
+
+[[auth.issuers]]
+issuer = "{RSA_ISSUER}"
+algorithms = ["RS256"]
+public_key_file = "{pub_key}"
+
+[[auth.api_keys]]
+subject = "etl-bot"
+key_sha256 = "{key_hash}"
+scopes = ["db:read"]
+
+[scopes]
+implies = {{ "db:admin" = ["db:read"] }}
+
+[[tools]]
+name = "admin_orders"
+description = "One order by id, for administrators"
+sql = "SELECT id FROM orders WHERE id = $1"
+scope = "db:admin"
+
+[[tools.params]]
+name = "id"
+type = "integer"
+"#,
+        pub_key = pub_path.display(),
+        key_hash = sha256_hex(API_KEY.as_bytes()),
+    );
+    let cfg = TestConfig {
+        extra,
+        ..TestConfig::default()
+    };
+    let path = dir.path().join("pgward.toml");
+    std::fs::write(&path, cfg.toml(f)).unwrap();
+    (dir, path)
+}
+
+/// `pgward ARGS` with the test secrets in the environment.
+pub fn pgward_command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgward"));
+    cmd.args(args)
+        .env(DB_PASSWORD_ENV, READER_PASSWORD)
+        .env(HASH_KEY_ENV, HASH_KEY)
+        .env(JWT_SECRET_ENV, JWT_SECRET)
+        .env("PGWARD_LOG", "info")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map_or("", |v| v.to_str().expect("ascii header"))
+    }
+
+    /// The JSON-RPC message in the body (plain JSON, or the last `data:` event of an SSE
+    /// stream).
+    pub fn json(&self) -> Value {
+        if let Ok(v) = serde_json::from_str(&self.body) {
+            return v;
+        }
+        self.body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .next_back()
+            .unwrap_or_else(|| panic!("no JSON in the body: {self:?}"))
+    }
+
+    /// Tool names of a `tools/list` result.
+    pub fn tool_names(&self) -> Vec<String> {
+        let v = self.json();
+        v["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a tools/list result: {self:?}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Everything a client sees: status line, headers and body.
+    pub fn everything(&self) -> String {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        format!("{}\n{}\n\n{}", self.status, headers.join("\n"), self.body)
+    }
+}
+
+/// The real binary serving Streamable HTTP; killed on drop.
+pub struct HttpServer {
+    pub port: u16,
+    pub http: reqwest::Client,
+    pub child: tokio::process::Child,
+    pub stderr: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpServer {
+    pub async fn start(f: &Fixture, knobs: Knobs) -> HttpServer {
+        let port = free_port();
+        let (dir, path) = write_http_config(f, port, &knobs);
+        let mut child = pgward_command(&["serve", "--config", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pgward");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut server = HttpServer {
+            port,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            child,
+            stderr,
+            _dir: dir,
+        };
+        server.wait_until_listening().await;
+        server
+    }
+
+    async fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the drain task catch up with the last lines.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!(
+                    "pgward exited ({status}) before listening on port {}\nstderr:\n{}",
+                    self.port,
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pgward did not listen on port {} within 20 s\nstderr:\n{}",
+                self.port,
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The MCP endpoint, which is also `http.public_url` (the token audience).
+    pub fn url(&self) -> String {
+        format!("{}/mcp", self.base())
+    }
+
+    pub fn metadata_url(&self) -> String {
+        format!("{}/.well-known/oauth-protected-resource/mcp", self.base())
+    }
+
+    /// Claims the HS256 issuer would put in a valid token for this server.
+    pub fn claims(&self, sub: &str, scope: &str) -> Value {
+        let now = now();
+        json!({
+            "iss": ISSUER,
+            "aud": self.url(),
+            "sub": sub,
+            "iat": now,
+            "exp": now + 300,
+            "scope": scope,
+        })
+    }
+
+    /// A valid HS256 token.
+    pub fn token(&self, sub: &str, scope: &str) -> String {
+        hs256(&self.claims(sub, scope), JWT_SECRET.as_bytes())
+    }
+
+    /// POSTs `body` to the MCP endpoint with the usual MCP headers, `Authorization: Bearer
+    /// <token>` when given, and `extra` headers (which may override Host).
+    pub async fn post_raw(
+        &self,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+        extra: &[(&str, String)],
+    ) -> Reply {
+        let mut req = self
+            .http
+            .post(self.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, v);
+        }
+        let resp = req.body(body).send().await.unwrap_or_else(|e| {
+            panic!(
+                "POST {} failed: {e}\nstderr:\n{}",
+                self.url(),
+                self.stderr()
+            )
+        });
+        Reply {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    pub async fn post(&self, token: Option<&str>, msg: &Value, extra: &[(&str, String)]) -> Reply {
+        self.post_raw(token, msg.to_string(), extra).await
+    }
+
+    /// GET a path on this server (no auth).
+    pub async fn get(&self, path: &str, extra: &[(&str, String)]) -> Reply {
+        let mut req = self.http.get(format!("{}{path}", self.base()));
+        for (k, v) in extra {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.unwrap();
+        Reply {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    /// A stateless 2026-07-28 request: `_meta` in the params, `MCP-Protocol-Version`,
+    /// `Mcp-Method` and (for a tool call) `Mcp-Name` headers.
+    pub async fn stateless(
+        &self,
+        token: Option<&str>,
+        id: u64,
+        method: &str,
+        params: Value,
+    ) -> Reply {
+        let mut params = params;
+        params["_meta"] = stateless_meta();
+        let mut headers = vec![
+            ("mcp-protocol-version", STATELESS.to_string()),
+            ("mcp-method", method.to_string()),
+        ];
+        if let Some(name) = params.get("name").and_then(Value::as_str) {
+            headers.push(("mcp-name", name.to_string()));
+        }
+        self.post(
+            token,
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+            &headers,
+        )
+        .await
+    }
+
+    pub async fn list_tools(&self, token: &str) -> Reply {
+        self.list_tools_with(token, &[]).await
+    }
+
+    /// `tools/list` (stateless) with extra headers.
+    pub async fn list_tools_with(&self, token: &str, extra: &[(&str, String)]) -> Reply {
+        let mut headers = vec![
+            ("mcp-protocol-version", STATELESS.to_string()),
+            ("mcp-method", "tools/list".to_string()),
+        ];
+        headers.extend_from_slice(extra);
+        let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+            "params": {"_meta": stateless_meta()}});
+        self.post(Some(token), &msg, &headers).await
+    }
+
+    pub async fn call_tool(&self, token: &str, tool: &str, args: Value) -> Reply {
+        self.stateless(
+            Some(token),
+            2,
+            "tools/call",
+            json!({"name": tool, "arguments": args}),
+        )
+        .await
+    }
+
+    pub async fn query(&self, token: &str, sql: &str) -> Reply {
+        self.call_tool(token, "query", json!({ "sql": sql })).await
+    }
+}
+
+pub fn stateless_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": STATELESS,
+        "io.modelcontextprotocol/clientInfo": {"name": "e2e-http", "version": "0"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    })
+}
