@@ -153,3 +153,27 @@ fn network_listeners_need_tls_in_front_and_credentials() {
     );
     assert_eq!(problems.len(), 2, "{problems:?}");
 }
+
+#[test]
+fn tls_settings_are_consistent() {
+    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+                [[auth.api_keys]]\nsubject = \"s\"\nkey_sha256 = \"00\"\nscopes = []\n";
+    // TLS served by pgward: a network address is fine, the URL must be https.
+    let ok = format!(
+        "{base}[http]\nlisten = \"0.0.0.0:8443\"\npublic_url = \"https://db.example/mcp\"\n\
+         [http.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n"
+    );
+    assert!(validate(&parse(&ok).unwrap(), &BTreeMap::new()).is_ok());
+    let both = format!(
+        "{base}[http]\nlisten = \"0.0.0.0:8443\"\npublic_url = \"http://127.0.0.1/mcp\"\n\
+         tls_terminated_by_proxy = true\n[http.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n"
+    );
+    let problems = validate(&parse(&both).unwrap(), &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "http.tls: set either http.tls (pgward terminates TLS) or http.tls_terminated_by_proxy, not both",
+            "http.public_url: `http://127.0.0.1/mcp` must be https:// when pgward serves TLS",
+        ]
+    );
+}

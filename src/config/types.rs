@@ -173,6 +173,16 @@ pub struct HttpConfig {
     /// Proxies whose `X-Forwarded-For` is believed (read from the right); from anyone else
     /// the header is ignored and the connection's address is the client's.
     pub trusted_proxies: Vec<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
 }
 
 impl Default for HttpConfig {
@@ -194,6 +204,7 @@ impl Default for HttpConfig {
             failed_auth_per_minute: 10,
             max_in_flight_per_principal: 4,
             trusted_proxies: vec![],
+            tls: None,
         }
     }
 }

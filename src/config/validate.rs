@@ -443,12 +443,16 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
             "http.listen: `{}` is not an address like 127.0.0.1:8080",
             http.listen
         )),
-        Ok(addr) if !addr.ip().is_loopback() && !http.tls_terminated_by_proxy => problems.push(
-            format!(
-                "http.listen: `{}` is not a loopback address; pgward does not serve plain HTTP on the network: terminate TLS at a trusted proxy and set http.tls_terminated_by_proxy = true",
+        Ok(addr)
+            if !addr.ip().is_loopback()
+                && !http.tls_terminated_by_proxy
+                && http.tls.is_none() =>
+        {
+            problems.push(format!(
+                "http.listen: `{}` is not a loopback address; pgward does not serve plain HTTP on the network: configure http.tls, or terminate TLS at a trusted proxy and set http.tls_terminated_by_proxy = true",
                 http.listen
-            ),
-        ),
+            ))
+        }
         Ok(_) => {}
     }
     if !http.path.starts_with('/') || http.path.len() < 2 || http.path.contains(['?', '#', ' ']) {
@@ -465,6 +469,17 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
     if !url_ok {
         problems.push(format!(
             "http.public_url: `{}` must be this server's canonical URL (https://..., or http:// on loopback), without query or fragment",
+            http.public_url
+        ));
+    }
+    if http.tls.is_some() && http.tls_terminated_by_proxy {
+        problems.push(
+            "http.tls: set either http.tls (pgward terminates TLS) or http.tls_terminated_by_proxy, not both".into(),
+        );
+    }
+    if http.tls.is_some() && !http.public_url.starts_with("https://") {
+        problems.push(format!(
+            "http.public_url: `{}` must be https:// when pgward serves TLS",
             http.public_url
         ));
     }

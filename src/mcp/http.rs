@@ -25,9 +25,13 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
 use super::{McpServeError, PgwardServer};
 use crate::auth::{AuthFailure, Authenticator, Principal};
-use crate::config::types::HttpConfig;
+use crate::config::types::{HttpConfig, TlsConfig};
 use crate::engine::Engine;
 
 /// Everything the gate needs, shared by all requests.
@@ -114,7 +118,8 @@ fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
-/// Serves until `shutdown` resolves; calls in flight finish first.
+/// Serves until `shutdown` resolves; calls in flight finish first. With `http.tls`, serves
+/// HTTPS (rustls) and sets HSTS on every response.
 pub async fn serve_http(
     engine: Arc<Engine>,
     auth: Arc<Authenticator>,
@@ -125,26 +130,132 @@ pub async fn serve_http(
         .listen
         .parse()
         .map_err(|_| McpServeError::Start(format!("invalid listen address `{}`", cfg.listen)))?;
+    let tls = match &cfg.tls {
+        Some(t) => Some(tls_acceptor(t)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| McpServeError::Start(format!("cannot listen on {addr}: {e}")))?;
     let local = listener
         .local_addr()
         .map_err(|e| McpServeError::Start(e.to_string()))?;
-    tracing::info!(address = %local, path = %cfg.path, "pgward serving MCP over Streamable HTTP");
+    tracing::info!(
+        address = %local,
+        path = %cfg.path,
+        tls = tls.is_some(),
+        "pgward serving MCP over Streamable HTTP"
+    );
     let app = router(engine, auth, cfg);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| McpServeError::Run(e.to_string()))
+    match tls {
+        None => axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| McpServeError::Run(e.to_string())),
+        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
+    }
+}
+
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long calls in flight get to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// EDGE: reads the certificate chain and key.
+fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, McpServeError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            McpServeError::Start(format!("http.tls.cert_file `{}`: {e}", tls.cert_file))
+        })?;
+    if certs.is_empty() {
+        return Err(McpServeError::Start(format!(
+            "http.tls.cert_file `{}`: no certificate found",
+            tls.cert_file
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|_| {
+        McpServeError::Start(format!(
+            "http.tls.key_file `{}`: no usable private key",
+            tls.key_file
+        ))
+    })?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| McpServeError::Start(format!("tls: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            McpServeError::Start(format!("http.tls: the certificate and key do not fit: {e}"))
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TLS connections, each handshake in its own task (a slow client cannot hold up the
+/// others), and serves HTTP/1.1 on them until `shutdown`; then lets calls in flight finish.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), McpServeError> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(client = %peer, error = %e, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let connection = builder
+                .http1_only()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("calls still in flight after the drain timeout; closing");
+    }
+    Ok(())
 }
 
 /// The routes: the MCP endpoint behind the gate, and the protected resource metadata.
 pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, cfg: HttpConfig) -> Router {
     let metadata_path = format!("/.well-known/oauth-protected-resource{}", cfg.path);
+    let gate_tls = cfg.tls.is_some();
     let origin = url_origin(&cfg.public_url);
     let scopes = &engine.settings().scopes;
     let base_scope = scopes
@@ -202,7 +313,21 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, cfg: HttpConfig) ->
         )
         .route(&metadata_path, axum::routing::get(meta_handler))
         .layer(middleware::from_fn_with_state(gate, host_and_origin_only));
-    mcp.merge(wellknown)
+    let app = mcp.merge(wellknown);
+    if gate_tls {
+        app.layer(middleware::map_response(add_hsts))
+    } else {
+        app
+    }
+}
+
+/// HSTS on every response served over TLS.
+async fn add_hsts(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    response
 }
 
 /// RFC 9728 protected resource metadata.

@@ -154,6 +154,9 @@ pub struct Knobs {
     pub trusted_proxies: Vec<String>,
     /// Allow `http://127.0.0.1:<port>` as a browser origin.
     pub allow_own_origin: bool,
+    /// Serve HTTPS with a self-signed certificate made for 127.0.0.1 (written as `cert.pem`
+    /// next to the config).
+    pub tls: bool,
 }
 
 impl Default for Knobs {
@@ -167,6 +170,7 @@ impl Default for Knobs {
             max_in_flight: None,
             trusted_proxies: Vec::new(),
             allow_own_origin: false,
+            tls: false,
         }
     }
 }
@@ -187,8 +191,9 @@ pub fn write_http_config(
     let dir = tempfile::tempdir().expect("tempdir");
     let pub_path = dir.path().join("rsa_pub.pem");
     std::fs::write(&pub_path, &rsa_keys().public_pem).unwrap();
+    let scheme = if knobs.tls { "https" } else { "http" };
     let mut http = format!(
-        "listen = \"{}:{port}\"\npublic_url = \"http://127.0.0.1:{port}/mcp\"\n\
+        "listen = \"{}:{port}\"\npublic_url = \"{scheme}://127.0.0.1:{port}/mcp\"\n\
          rate_per_principal = {rate}\nburst_per_principal = {rate}\nfailed_auth_per_minute = {}\n",
         knobs.listen_host,
         knobs.failed_auth_per_minute,
@@ -209,6 +214,32 @@ pub fn write_http_config(
     if knobs.allow_own_origin {
         http.push_str(&format!(
             "allowed_origins = [\"http://127.0.0.1:{port}\"]\n"
+        ));
+    }
+    if knobs.tls {
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl: {out:?}");
+        http.push_str(&format!(
+            "[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            key.display()
         ));
     }
     let extra = format!(
@@ -326,7 +357,7 @@ pub struct HttpServer {
     pub http: reqwest::Client,
     pub child: tokio::process::Child,
     pub stderr: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl HttpServer {
@@ -361,7 +392,7 @@ impl HttpServer {
                 .unwrap(),
             child,
             stderr,
-            _dir: dir,
+            dir,
         };
         server.wait_until_listening().await;
         server
