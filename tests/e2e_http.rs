@@ -1058,3 +1058,64 @@ async fn calls_in_flight_are_capped_per_principal() {
     // The slot is released when the call ends.
     assert_rows_1_2(&srv.query(&token, ROWS_1_2).await);
 }
+
+/// CORS only for configured origins, never `*`: a preflight from the allowed origin is
+/// answered with that origin, one from another origin is refused, and responses to the allowed
+/// origin name it (and expose the auth challenge headers).
+#[tokio::test]
+async fn cors_is_only_for_configured_origins() {
+    let f = fixture();
+    let srv = HttpServer::start(
+        &f,
+        Knobs {
+            allow_own_origin: true,
+            ..Knobs::default()
+        },
+    )
+    .await;
+    let own = format!("http://127.0.0.1:{}", srv.port);
+    let preflight = |origin: String| {
+        srv.http
+            .request(reqwest::Method::OPTIONS, srv.url())
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let ok = preflight(own.clone()).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+    assert_eq!(ok.headers()["access-control-allow-origin"], own.as_str());
+    assert!(
+        ok.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    let evil = preflight("http://evil.example".into()).await.unwrap();
+    assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+
+    // An unauthenticated request from the allowed origin: 401, readable by that origin only.
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+        "params": {"_meta": http::stateless_meta()}});
+    let headers = vec![
+        ("mcp-protocol-version", STATELESS.to_string()),
+        ("mcp-method", "tools/list".to_string()),
+        ("origin", own.clone()),
+    ];
+    let r = srv.post(None, &list, &headers).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.header("access-control-allow-origin"), own);
+    assert!(
+        r.header("access-control-expose-headers")
+            .contains("www-authenticate")
+    );
+    // Without an Origin (not a browser), no CORS headers at all.
+    let token = srv.token("cli", "db:read");
+    let r = srv.post(Some(&token), &list, &headers[..2]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.header("access-control-allow-origin").is_empty());
+}

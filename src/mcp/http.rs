@@ -475,6 +475,59 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
     if let Some(r) = gate.host_or_origin_refusal(request.headers()) {
         return r;
     }
+    // An allowed Origin (checked above) is echoed back for CORS; never `*`.
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    if request.method() == Method::OPTIONS {
+        return match origin {
+            Some(o) => cors_preflight(o),
+            None => error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", vec![]),
+        };
+    }
+    let mut response = admit_authenticated(gate, peer, request, next).await;
+    if let Some(o) = origin {
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
+        response.headers_mut().insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("www-authenticate, retry-after, mcp-protocol-version"),
+        );
+    }
+    response
+}
+
+/// The answer to a CORS preflight from an allowed origin.
+fn cors_preflight(origin: HeaderValue) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, GET, DELETE"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "authorization, content-type, accept, mcp-protocol-version, mcp-method, mcp-name, last-event-id",
+        ),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+async fn admit_authenticated(
+    gate: &Gate,
+    peer: SocketAddr,
+    request: Request,
+    next: Next,
+) -> Response {
     let client = client_address(peer.ip(), request.headers(), &gate.trusted_proxies);
     let credential = request
         .headers()
