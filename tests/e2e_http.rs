@@ -1119,3 +1119,46 @@ async fn cors_is_only_for_configured_origins() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.header("access-control-allow-origin").is_empty());
 }
+
+/// Graceful shutdown: on SIGTERM the listener closes, a call in flight still gets its answer,
+/// and the process exits cleanly.
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish() {
+    let f = fixture();
+    let mut srv = HttpServer::start(&f, Knobs::default()).await;
+    let token = srv.token("slow", "db:read");
+    let pid = srv.child.id().expect("pid").to_string();
+    // The standard test config stops a statement after 1 s: this call takes about that long.
+    let slow = srv.query(
+        &token,
+        "SELECT count(*) AS n FROM orders a, orders b, orders c",
+    );
+    let signal = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    };
+    let (reply, ()) = tokio::join!(slow, signal);
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let v = reply.json();
+    assert_eq!(
+        v["result"]["structuredContent"]["error"]["code"],
+        json!("query_timeout"),
+        "the call in flight was answered: {v}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), srv.child.wait())
+        .await
+        .expect("pgward exits after draining")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+            .await
+            .is_err(),
+        "the listener is closed"
+    );
+}
