@@ -184,3 +184,68 @@ async fn posture_check_sees_powerful_role_memberships() {
         "{findings:?}"
     );
 }
+
+/// Found in the HTTP review: a lookup tool reading a table whose scope the caller lacks must be
+/// refused and hidden, like `query` on that table.
+#[tokio::test]
+async fn lookup_tools_need_the_scopes_of_the_tables_they_read() {
+    let f = fixture();
+    let cfg = TestConfig {
+        customers_scope: Some("db:pii".into()),
+        extra: r#"
+[[tools]]
+name = "customer_by_id"
+description = "One customer"
+sql = "SELECT id, full_name FROM customers WHERE id = $1"
+
+[[tools.params]]
+name = "id"
+type = "integer"
+"#
+        .into(),
+        ..TestConfig::default()
+    };
+    let engine = f.engine(&cfg).await;
+    let reader = pgward::auth::Principal {
+        subject: "reader".into(),
+        issuer: None,
+        method: pgward::auth::AuthMethod::Jwt,
+        scopes: ["db:read".to_string()].into(),
+    };
+    let out = engine
+        .call_as(
+            &reader,
+            "customer_by_id",
+            json!({"id": 1}).as_object().unwrap().clone(),
+            pending(),
+        )
+        .await;
+    assert!(out.is_error, "{}", out.text);
+    assert_eq!(error_code(&out.structured), Some("insufficient_scope"));
+    assert!(out.text.contains("db:pii"), "{}", out.text);
+    let names: Vec<String> = engine
+        .tools_for(&reader)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(!names.contains(&"customer_by_id".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"orders_for_customer".to_string()),
+        "{names:?}"
+    );
+    // With the table's scope, the same call works.
+    let pii = pgward::auth::Principal {
+        scopes: ["db:read".to_string(), "db:pii".to_string()].into(),
+        ..reader
+    };
+    let out = engine
+        .call_as(
+            &pii,
+            "customer_by_id",
+            json!({"id": 1}).as_object().unwrap().clone(),
+            pending(),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.text);
+    assert_eq!(out.structured["rows"][0][0], json!(1));
+}

@@ -90,18 +90,23 @@ impl Engine {
     pub fn tools_for(&self, principal: &Principal) -> Vec<ToolSpec> {
         self.tools()
             .into_iter()
-            .filter(|t| {
-                self.settings
-                    .scopes
-                    .missing(&principal.scopes, &t.name, &[])
-                    .is_empty()
-            })
+            .filter(|t| self.missing_scopes(principal, &t.name).is_empty())
             .collect()
     }
 
-    /// The scopes `principal` lacks to call `tool` (empty when allowed).
+    /// The scopes `principal` lacks to call `tool` (empty when allowed): the tool's own scope
+    /// and, for a lookup tool, the scope of every table its SQL reads.
     pub fn missing_scopes(&self, principal: &Principal, tool: &str) -> Vec<String> {
-        self.settings.scopes.missing(&principal.scopes, tool, &[])
+        let tables: Vec<String> = self
+            .settings
+            .tools
+            .iter()
+            .find(|t| t.name == tool)
+            .map(|t| t.checked.tables.iter().map(|q| q.to_string()).collect())
+            .unwrap_or_default();
+        self.settings
+            .scopes
+            .missing(&principal.scopes, tool, &tables)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -231,9 +236,9 @@ impl Engine {
         // it (they may hold data); the canonical SQL is recorded when there is one.
         tracing::info!(
             target: "pgward::audit",
-            principal = %principal.subject,
+            principal = ?principal.subject,
             method = ?principal.method,
-            tool = %truncate(tool, 64),
+            tool = ?truncate(tool, 64),
             decision = if outcome.is_error { "refused" } else { "allowed" },
             codes = ?codes,
             rows,

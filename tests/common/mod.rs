@@ -179,6 +179,8 @@ pub struct TestConfig {
     pub pool_size: usize,
     /// Appended verbatim (more `[[tables]]` or `[[tools]]`, ...).
     pub extra: String,
+    /// A scope the `customers` table requires, if any.
+    pub customers_scope: Option<String>,
 }
 
 impl Default for TestConfig {
@@ -189,6 +191,7 @@ impl Default for TestConfig {
             max_result_bytes: 1_048_576,
             pool_size: 2,
             extra: String::new(),
+            customers_scope: None,
         }
     }
 }
@@ -217,6 +220,7 @@ name = "public.customers"
 columns = ["id", "full_name", "email", "phone", "country", "created_at", "lifetime_value"]
 description = "Customers of the shop"
 redact = {{ email = "mask", phone = "hash" }}
+{customers_scope}
 
 [[tables]]
 name = "orders"
@@ -251,6 +255,11 @@ minimum = 1
             max_rows = self.max_rows,
             max_result_bytes = self.max_result_bytes,
             extra = self.extra,
+            customers_scope = self
+                .customers_scope
+                .as_ref()
+                .map(|s| format!("scope = \"{s}\""))
+                .unwrap_or_default(),
         )
     }
 }
