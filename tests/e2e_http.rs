@@ -255,6 +255,10 @@ async fn failed_authentication_is_throttled_per_address() {
         )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
+    // While throttled, even a valid credential is not verified: 429 tells a guesser nothing.
+    let good = srv.token("alice", "db:read");
+    let r = srv.list_tools(&good).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
 
     // Behind a trusted proxy, the client is the rightmost untrusted X-Forwarded-For hop: one
     // client's failures do not throttle another's, and a forged leftmost hop changes nothing.

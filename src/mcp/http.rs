@@ -45,9 +45,54 @@ struct Gate {
     base_scope: String,
     per_principal: DefaultKeyedRateLimiter<String>,
     global: DefaultDirectRateLimiter,
-    failed_auth: DefaultKeyedRateLimiter<IpAddr>,
+    failed_auth: FailedAuth,
     trusted_proxies: Vec<IpAddr>,
     in_flight: Mutex<HashMap<String, u32>>,
+}
+
+/// Failed authentications per client address in a fixed one-minute window. An address over the
+/// limit is refused before its credential is even verified (so a throttled address learns
+/// nothing, not even that a guess was right), and stale entries are dropped so a flood of
+/// distinct addresses cannot grow the map without bound.
+struct FailedAuth {
+    limit: u32,
+    window: Duration,
+    seen: Mutex<HashMap<IpAddr, (u32, std::time::Instant)>>,
+}
+
+/// Addresses tracked before stale ones are swept.
+const FAILED_AUTH_SWEEP_AT: usize = 10_000;
+
+impl FailedAuth {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            window: Duration::from_secs(60),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `client` must wait, if it is over the limit now.
+    fn blocked(&self, client: IpAddr) -> Option<Duration> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let (count, start) = seen.get(&client)?;
+        let elapsed = start.elapsed();
+        (*count >= self.limit && elapsed < self.window).then(|| self.window - elapsed)
+    }
+
+    fn record(&self, client: IpAddr) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= FAILED_AUTH_SWEEP_AT {
+            let window = self.window;
+            seen.retain(|_, (_, start)| start.elapsed() < window);
+        }
+        let now = std::time::Instant::now();
+        let entry = seen.entry(client).or_insert((0, now));
+        if entry.1.elapsed() >= self.window {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
 }
 
 /// One call in flight for a principal; the slot is released when dropped.
@@ -273,7 +318,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, cfg: HttpConfig) ->
         global: RateLimiter::direct(
             Quota::per_second(nonzero(cfg.rate_global)).allow_burst(nonzero(cfg.burst_global)),
         ),
-        failed_auth: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.failed_auth_per_minute))),
+        failed_auth: FailedAuth::new(cfg.failed_auth_per_minute),
         trusted_proxies: cfg
             .trusted_proxies
             .iter()
@@ -533,6 +578,13 @@ async fn admit_authenticated(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().ok().and_then(bearer));
+    if let Some(wait) = gate.failed_auth.blocked(client) {
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentication attempts",
+            vec![retry_after(wait)],
+        );
+    }
     let principal = match credential {
         None => Err(AuthFailure::Missing),
         Some(None) => Err(AuthFailure::Malformed),
@@ -548,14 +600,7 @@ async fn admit_authenticated(
                 reason = failure.code(),
                 "authentication failed"
             );
-            if let Err(not_until) = gate.failed_auth.check_key(&client) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                return error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many failed authentication attempts",
-                    vec![retry_after(wait)],
-                );
-            }
+            gate.failed_auth.record(client);
             return gate.challenge(Some(failure));
         }
     };
