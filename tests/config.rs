@@ -177,3 +177,22 @@ fn tls_settings_are_consistent() {
         ]
     );
 }
+
+#[test]
+fn plain_http_public_urls_must_name_a_loopback_host_exactly() {
+    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+                [[auth.api_keys]]\nsubject = \"s\"\nkey_sha256 = \"00\"\nscopes = []\n[http]\n";
+    for (url, ok) in [
+        ("http://127.0.0.1:8080/mcp", true),
+        ("http://localhost/mcp", true),
+        ("http://[::1]:9000/mcp", true),
+        ("https://db.example.com/mcp", true),
+        ("http://localhost.evil.example/mcp", false),
+        ("http://127.0.0.1.evil.example/mcp", false),
+        ("http://db.example.com/mcp", false),
+    ] {
+        let text = format!("{base}public_url = \"{url}\"\n");
+        let result = validate(&parse(&text).unwrap(), &BTreeMap::new());
+        assert_eq!(result.is_ok(), ok, "{url}: {:?}", result.err());
+    }
+}

@@ -461,10 +461,20 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
             http.path
         ));
     }
-    let url_ok = (http.public_url.starts_with("https://")
-        || http.public_url.starts_with("http://localhost")
-        || http.public_url.starts_with("http://127.0.0.1")
-        || http.public_url.starts_with("http://[::1]"))
+    // http:// only on a loopback host, compared exactly (not as a prefix: that would let
+    // `http://localhost.example.com` through).
+    let loopback_http = http
+        .public_url
+        .strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .is_some_and(|authority| {
+            let host = match authority.rsplit_once(':') {
+                Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+                _ => authority,
+            };
+            matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        });
+    let url_ok = (http.public_url.starts_with("https://") || loopback_http)
         && !http.public_url.contains(['#', '?', ' ']);
     if !url_ok {
         problems.push(format!(

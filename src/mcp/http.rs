@@ -454,12 +454,15 @@ impl Gate {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        let host_name = host_without_port(host);
-        let host_ok = self
-            .cfg
-            .allowed_hosts
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_name));
+        // Exactly one Host header, well formed, naming an allowed host.
+        let single = headers.get_all(header::HOST).iter().count() == 1;
+        let host_ok = single
+            && host_without_port(host).is_some_and(|host_name| {
+                self.cfg
+                    .allowed_hosts
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_name))
+            });
         if !host_ok {
             tracing::warn!(target: "pgward::audit", reason = "host_not_allowed", "request refused");
             return Some(error_response(StatusCode::FORBIDDEN, "forbidden", vec![]));
@@ -475,14 +478,24 @@ impl Gate {
     }
 }
 
-fn host_without_port(host: &str) -> &str {
+/// The host of a `Host` header value, or None when the value is not `name`, `name:port`,
+/// `[v6]` or `[v6]:port` with a numeric port (anything looser is refused, not guessed at).
+fn host_without_port(host: &str) -> Option<&str> {
+    let port_ok = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
     if host.starts_with('[') {
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| &host[..h.len() + 1]);
+        let end = host.find(']')?;
+        let rest = &host[end + 1..];
+        return match rest.strip_prefix(':') {
+            None if rest.is_empty() => Some(&host[..=end]),
+            Some(p) if port_ok(p) => Some(&host[..=end]),
+            _ => None,
+        };
     }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+    match host.split_once(':') {
+        None => Some(host),
+        Some((h, p)) if port_ok(p) && !h.is_empty() => Some(h),
+        Some(_) => None,
+    }
 }
 
 fn now_unix() -> u64 {
@@ -775,8 +788,13 @@ mod tests {
             url_origin("http://127.0.0.1:8080/mcp"),
             "http://127.0.0.1:8080"
         );
-        assert_eq!(host_without_port("127.0.0.1:8080"), "127.0.0.1");
-        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
-        assert_eq!(host_without_port("localhost"), "localhost");
+        assert_eq!(host_without_port("127.0.0.1:8080"), Some("127.0.0.1"));
+        assert_eq!(host_without_port("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_without_port("[::1]"), Some("[::1]"));
+        assert_eq!(host_without_port("localhost"), Some("localhost"));
+        assert_eq!(host_without_port("[::1]evil.com"), None);
+        assert_eq!(host_without_port("localhost:evil"), None);
+        assert_eq!(host_without_port("localhost:"), None);
+        assert_eq!(host_without_port(":80"), None);
     }
 }
