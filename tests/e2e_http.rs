@@ -1166,3 +1166,31 @@ async fn shutdown_lets_calls_in_flight_finish() {
         "the listener is closed"
     );
 }
+
+/// Found in review: a client that sends part of its headers and stops (slowloris) is cut off
+/// after the header read timeout instead of holding its connection (and shutdown) forever.
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture();
+    let srv = HttpServer::start(&f, Knobs::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    tcp.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // The server answers (408) or closes; either way the read ends.
+    let read = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the half-sent request held its connection open"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(15),
+        "cut off after {waited:?}"
+    );
+}

@@ -51,6 +51,22 @@ pub struct Engine {
     db: Database,
     pub counters: Counters,
     stdio: Principal,
+    /// Calls running now, so shutdown can wait for their audit events.
+    running: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One running call; dropping it marks the call finished.
+pub struct CallGuard {
+    engine: Arc<Engine>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if self.engine.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.engine.idle.notify_waiters();
+        }
+    }
 }
 
 /// Error codes for failures that are not policy violations. Stable; documented in README.
@@ -78,6 +94,34 @@ impl Engine {
             db,
             counters: Counters::default(),
             stdio,
+            running: std::sync::atomic::AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Marks a call as running until the guard is dropped. Taken before the call's task is
+    /// spawned, so shutdown never misses it.
+    pub fn begin_call(self: &Arc<Self>) -> CallGuard {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        CallGuard {
+            engine: Arc::clone(self),
+        }
+    }
+
+    /// Waits until no call is running, at most `max`.
+    pub async fn wait_idle(&self, max: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!("calls still running at shutdown");
+                return;
+            }
         }
     }
 

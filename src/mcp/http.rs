@@ -191,21 +191,18 @@ pub async fn serve_http(
         tls = tls.is_some(),
         "pgward serving MCP over Streamable HTTP"
     );
-    let app = router(engine, auth, cfg);
-    match tls {
-        None => axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| McpServeError::Run(e.to_string())),
-        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
-    }
+    let app = router(Arc::clone(&engine), auth, cfg);
+    let result = serve_connections(listener, tls, app, shutdown).await;
+    // Calls whose HTTP request timed out may still be finishing (and auditing): give them the
+    // drain time too, so every call's audit event is written before the process exits.
+    engine.wait_idle(DRAIN_TIMEOUT).await;
+    result
 }
 
 /// How long a client has to complete the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's headers (slow-header clients are cut off).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long calls in flight get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -241,17 +238,24 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, McpServeError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts TLS connections, each handshake in its own task (a slow client cannot hold up the
-/// others), and serves HTTP/1.1 on them until `shutdown`; then lets calls in flight finish.
-async fn serve_tls(
+/// Accepts connections (with TLS when an acceptor is given: each handshake in its own task, so
+/// a slow client cannot hold up the others, and bounded in time), serves HTTP/1.1 on them with
+/// a header read timeout until `shutdown`, then lets calls in flight finish within the drain
+/// timeout.
+async fn serve_connections(
     listener: tokio::net::TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Option<TlsAcceptor>,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), McpServeError> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .http1_only();
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -264,30 +268,44 @@ async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
-        let service = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(peer))),
+        );
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(client = %peer, error = %e, "tls handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let service = hyper_util::service::TowerToHyperService::new(service);
-            let connection = builder
-                .http1_only()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
+            let outcome = match tls {
+                None => {
+                    let connection = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .into_owned();
+                    watcher.watch(connection).await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "tls handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let connection = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(connection).await
+                }
+            };
+            if let Err(e) = outcome {
                 tracing::debug!(client = %peer, error = %e, "connection ended with an error");
             }
         });
     }
+    drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()

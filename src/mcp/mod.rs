@@ -149,7 +149,9 @@ impl ServerHandler for PgwardServer {
         let ct = context.ct.clone();
         // Rescue: the call runs in its own task so that even a bug that panics becomes a
         // generic tool error and a log line, never a dropped connection or a stack trace.
+        let guard = engine.begin_call();
         let handle = tokio::spawn(async move {
+            let _running = guard;
             let cancelled = ct.cancelled_owned();
             engine
                 .call_as(&principal, &name, arguments, cancelled)
@@ -184,7 +186,7 @@ pub async fn serve_stdio(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), McpServeError> {
-    let server = PgwardServer::stdio(engine);
+    let server = PgwardServer::stdio(Arc::clone(&engine));
     let running = server
         .serve(rmcp::transport::stdio())
         .await
@@ -194,5 +196,7 @@ pub async fn serve_stdio(
         r = running.waiting() => { r.map_err(|e| McpServeError::Run(e.to_string()))?; }
         () = shutdown => { ct.cancel(); }
     }
+    // Calls still finishing write their audit events before the process exits.
+    engine.wait_idle(std::time::Duration::from_secs(30)).await;
     Ok(())
 }
