@@ -48,10 +48,16 @@ fn assert_rows_1_2(r: &Reply) {
 fn assert_invalid_token(srv: &HttpServer, r: &Reply, what: &str) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {r:?}");
     let challenge = r.header("www-authenticate");
+    // Only time-based failures carry a description (the client can act on them).
+    let description = match what {
+        w if w.starts_with("expired") => ", error_description=\"the token has expired\"",
+        w if w.starts_with("not yet valid") => ", error_description=\"the token is not valid yet\"",
+        _ => "",
+    };
     assert_eq!(
         challenge,
         format!(
-            "Bearer resource_metadata=\"{}\", scope=\"db:read\", error=\"invalid_token\"",
+            "Bearer resource_metadata=\"{}\", scope=\"db:read\", error=\"invalid_token\"{description}",
             srv.metadata_url()
         ),
         "{what}"

@@ -459,6 +459,17 @@ impl Gate {
         if failure.is_some_and(|f| f != AuthFailure::Missing) {
             value.push_str(", error=\"invalid_token\"");
         }
+        // Only the time-based failures are described: the client can act on them (get a fresh
+        // token, fix its clock) and they reveal nothing about the server's keys or issuers.
+        match failure {
+            Some(AuthFailure::Expired) => {
+                value.push_str(", error_description=\"the token has expired\"");
+            }
+            Some(AuthFailure::NotYetValid) => {
+                value.push_str(", error_description=\"the token is not valid yet\"");
+            }
+            _ => {}
+        }
         error_response(
             StatusCode::UNAUTHORIZED,
             "authentication required",
