@@ -649,30 +649,34 @@ async fn admit_authenticated(
     // Limits are per principal: the same subject from two issuers (or a JWT subject and an
     // API key of the same name) are different callers.
     let key = principal_key(&principal);
-    if let Err(not_until) = gate.per_principal.check_key(&key) {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "rate_limited", "request refused");
-        return error_response(
+    let limited = |reason: &str, message: &str, wait: Duration| {
+        tracing::warn!(target: "pgward::audit", principal = ?principal.subject, reason, "request refused");
+        error_response(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate limit exceeded",
+            message,
             vec![retry_after(wait)],
+        )
+    };
+    let clock = DefaultClock::default();
+    if let Err(not_until) = gate.per_principal.check_key(&key) {
+        return limited(
+            "rate_limited",
+            "rate limit exceeded",
+            not_until.wait_time_from(clock.now()),
         );
     }
     if let Err(not_until) = gate.global.check() {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "global_rate_limited", "request refused");
-        return error_response(
-            StatusCode::TOO_MANY_REQUESTS,
+        return limited(
+            "global_rate_limited",
             "rate limit exceeded",
-            vec![retry_after(wait)],
+            not_until.wait_time_from(clock.now()),
         );
     }
     let Some(_slot) = gate.enter(&key) else {
-        tracing::warn!(target: "pgward::audit", principal = %principal.subject, reason = "too_many_in_flight", "request refused");
-        return error_response(
-            StatusCode::TOO_MANY_REQUESTS,
+        return limited(
+            "too_many_in_flight",
             "too many calls in flight",
-            vec![retry_after(Duration::from_secs(1))],
+            Duration::from_secs(1),
         );
     };
     let (mut parts, body) = request.into_parts();
@@ -697,7 +701,7 @@ async fn admit_authenticated(
     if let Some(missing) = missing_scopes(gate, &principal, &bytes) {
         tracing::warn!(
             target: "pgward::audit",
-            principal = %principal.subject,
+            principal = ?principal.subject,
             reason = "insufficient_scope",
             scopes = %missing.join(" "),
             "tool call refused"
