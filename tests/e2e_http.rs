@@ -1200,3 +1200,44 @@ async fn slow_headers_are_cut_off() {
         "cut off after {waited:?}"
     );
 }
+
+/// Past `http.max_connections`, a new connection is closed at once; when one closes, new ones
+/// are served again.
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let f = fixture();
+    let srv = HttpServer::start(
+        &f,
+        Knobs {
+            max_connections: Some(2),
+            ..Knobs::default()
+        },
+    )
+    .await;
+    let idle_a = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the third connection is closed, not left hanging");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    drop(idle_a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = srv
+        .get("/.well-known/oauth-protected-resource/mcp", &[])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "served again once a slot frees: {r:?}"
+    );
+}

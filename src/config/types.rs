@@ -173,6 +173,8 @@ pub struct HttpConfig {
     /// Proxies whose `X-Forwarded-For` is believed (read from the right); from anyone else
     /// the header is ignored and the connection's address is the client's.
     pub trusted_proxies: Vec<String>,
+    /// Open connections at once; more are closed on accept.
+    pub max_connections: u32,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsConfig>,
 }
@@ -204,6 +206,7 @@ impl Default for HttpConfig {
             failed_auth_per_minute: 10,
             max_in_flight_per_principal: 4,
             trusted_proxies: vec![],
+            max_connections: 1024,
             tls: None,
         }
     }

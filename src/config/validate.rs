@@ -515,6 +515,7 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
             "http.max_in_flight_per_principal",
             http.max_in_flight_per_principal,
         ),
+        ("http.max_connections", http.max_connections),
     ] {
         if v == 0 {
             problems.push(format!("{key}: must be at least 1"));

@@ -191,8 +191,9 @@ pub async fn serve_http(
         tls = tls.is_some(),
         "pgward serving MCP over Streamable HTTP"
     );
+    let max_connections = cfg.max_connections;
     let app = router(Arc::clone(&engine), auth, cfg);
-    let result = serve_connections(listener, tls, app, shutdown).await;
+    let result = serve_connections(listener, tls, app, max_connections, shutdown).await;
     // Calls whose HTTP request timed out may still be finishing (and auditing): give them the
     // drain time too, so every call's audit event is written before the process exits.
     engine.wait_idle(DRAIN_TIMEOUT).await;
@@ -246,8 +247,10 @@ async fn serve_connections(
     listener: tokio::net::TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
+    max_connections: u32,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), McpServeError> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections as usize));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -268,6 +271,12 @@ async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
+        // Past the connection cap, a new connection is closed at once (never queued).
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(client = %peer, "connection refused: too many open connections");
+            drop(tcp);
+            continue;
+        };
         let service = hyper_util::service::TowerToHyperService::new(
             app.clone().layer(axum::Extension(ConnectInfo(peer))),
         );
@@ -275,6 +284,7 @@ async fn serve_connections(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let outcome = match tls {
                 None => {
                     let connection = builder

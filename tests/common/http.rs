@@ -154,6 +154,8 @@ pub struct Knobs {
     pub trusted_proxies: Vec<String>,
     /// Allow `http://127.0.0.1:<port>` as a browser origin.
     pub allow_own_origin: bool,
+    /// `max_connections`, when set.
+    pub max_connections: Option<u32>,
     /// Serve HTTPS with a self-signed certificate made for 127.0.0.1 (written as `cert.pem`
     /// next to the config).
     pub tls: bool,
@@ -171,6 +173,7 @@ impl Default for Knobs {
             trusted_proxies: Vec::new(),
             allow_own_origin: false,
             tls: false,
+            max_connections: None,
         }
     }
 }
@@ -204,6 +207,9 @@ pub fn write_http_config(
     }
     if let Some(n) = knobs.max_body_bytes {
         http.push_str(&format!("max_body_bytes = {n}\n"));
+    }
+    if let Some(n) = knobs.max_connections {
+        http.push_str(&format!("max_connections = {n}\n"));
     }
     if let Some(n) = knobs.max_in_flight {
         http.push_str(&format!("max_in_flight_per_principal = {n}\n"));
