@@ -32,6 +32,10 @@ pub struct IssuerConfig {
     /// Claim holding the scopes: a space-separated string or an array. Default `scope`.
     #[serde(default)]
     pub scope_claim: Option<String>,
+    /// Required JWT `typ` header, e.g. `at+jwt` (RFC 9068 access tokens), compared without
+    /// case and with or without the `application/` prefix. Default: not checked.
+    #[serde(default)]
+    pub require_typ: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -90,11 +90,13 @@ pub enum AuthFailure {
     UnknownApiKey,
     #[error("missing required claim")]
     MissingClaim,
+    #[error("wrong token type")]
+    WrongTokenType,
 }
 
 impl AuthFailure {
     /// Every variant, for exhaustive tests and documentation.
-    pub const ALL: [AuthFailure; 10] = [
+    pub const ALL: [AuthFailure; 11] = [
         AuthFailure::Missing,
         AuthFailure::Malformed,
         AuthFailure::UnknownIssuer,
@@ -105,6 +107,7 @@ impl AuthFailure {
         AuthFailure::AlgorithmNotAllowed,
         AuthFailure::UnknownApiKey,
         AuthFailure::MissingClaim,
+        AuthFailure::WrongTokenType,
     ];
 
     /// Stable snake_case reason code for the audit log.
@@ -120,6 +123,7 @@ impl AuthFailure {
             AuthFailure::AlgorithmNotAllowed => "algorithm_not_allowed",
             AuthFailure::UnknownApiKey => "unknown_api_key",
             AuthFailure::MissingClaim => "missing_claim",
+            AuthFailure::WrongTokenType => "wrong_token_type",
         }
     }
 }
@@ -158,6 +162,17 @@ struct Issuer {
     validation: Validation,
     audience: String,
     scope_claim: String,
+    /// Required `typ` header (normalized: lower case, no `application/` prefix).
+    require_typ: Option<String>,
+}
+
+/// RFC 8725 §3.11: `typ` values compare without case, with or without `application/`.
+fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    lower
+        .strip_prefix("application/")
+        .map(str::to_string)
+        .unwrap_or(lower)
 }
 
 struct ApiKey {
@@ -390,6 +405,12 @@ impl Authenticator {
         if !issuer.algorithms.contains(&alg) {
             return Err(AuthFailure::AlgorithmNotAllowed);
         }
+        if let Some(want) = &issuer.require_typ {
+            let typ = header.get("typ").and_then(Value::as_str).map(normalize_typ);
+            if typ.as_deref() != Some(want.as_str()) {
+                return Err(AuthFailure::WrongTokenType);
+            }
+        }
 
         let claims =
             jsonwebtoken::decode::<Map<String, Value>>(token, &issuer.key, &issuer.validation)
@@ -573,6 +594,7 @@ fn build_issuer(
                 validation,
                 audience,
                 scope_claim: scope_claim.to_owned(),
+                require_typ: ic.require_typ.as_deref().map(normalize_typ),
             })
         }
         _ => Err(errors),
@@ -904,6 +926,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
             public_key_file: None,
             audience: None,
             scope_claim: None,
+            require_typ: None,
         }
     }
 
@@ -1401,6 +1424,35 @@ t/aForOa4+ugsW06JQIDAQAB\n\
         )
         .unwrap();
         assert_eq!(auth().authenticate(&t, NOW), Err(AuthFailure::Malformed));
+    }
+
+    #[test]
+    fn a_required_typ_is_enforced_without_case_or_prefix() {
+        let (mut cfg, keys) = config();
+        cfg.issuers[0].require_typ = Some("at+jwt".to_owned());
+        let a = Authenticator::new(&cfg, &keys, AUD).unwrap();
+        let with_typ = |typ: Option<&str>| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.typ = typ.map(str::to_owned);
+            jsonwebtoken::encode(
+                &header,
+                &claims(HS_ISS),
+                &EncodingKey::from_secret(HS_SECRET),
+            )
+            .unwrap()
+        };
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert!(a.authenticate(&with_typ(Some(ok)), NOW).is_ok(), "{ok}");
+        }
+        for bad in [Some("JWT"), Some("id_token+jwt"), None] {
+            assert_eq!(
+                a.authenticate(&with_typ(bad), NOW),
+                Err(AuthFailure::WrongTokenType),
+                "{bad:?}"
+            );
+        }
+        // Issuers without the setting do not look at `typ`.
+        assert!(auth().authenticate(&with_typ(Some("JWT")), NOW).is_ok());
     }
 
     // ---- API keys ----
