@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::auth::config::AuthConfig;
+use crate::auth::jwks::JwksFetcher;
 use crate::auth::{Authenticator, IssuerKeys};
 use crate::config::{self, ConfigError, Settings};
 use crate::db::{Database, DbError};
@@ -54,13 +55,16 @@ pub async fn serve(path: &Path) -> Result<(), AppError> {
     let s = engine.settings();
     if let Some(http) = s.http.clone() {
         let auth = Arc::new(build_authenticator(&s.auth, &http.public_url)?);
+        let jwks =
+            Arc::new(JwksFetcher::new(&s.auth, auth.jwks_handles()).map_err(ConfigError::Invalid)?);
+        jwks.fetch_all().await.map_err(ConfigError::Invalid)?;
         tracing::info!(
             tables = s.policy.tables.len(),
             tools = s.tools.len(),
             issuers = auth.issuers().len(),
             "pgward starting Streamable HTTP"
         );
-        mcp::http::serve_http(engine, auth, http, shutdown_signal()).await?;
+        mcp::http::serve_http(engine, auth, jwks, http, shutdown_signal()).await?;
         return Ok(());
     }
     tracing::info!(

@@ -147,8 +147,9 @@ fn network_listeners_need_tls_in_front_and_credentials() {
         "{problems:?}"
     );
     assert!(
-        problems[1]
-            .starts_with("auth: serving over HTTP needs at least one token issuer or API key"),
+        problems[1].starts_with(
+            "auth: serving over HTTP needs at least one token issuer, API key or client certificate"
+        ),
         "{problems:?}"
     );
     assert_eq!(problems.len(), 2, "{problems:?}");
@@ -176,6 +177,49 @@ fn tls_settings_are_consistent() {
             "http.public_url: `http://127.0.0.1/mcp` must be https:// when pgward serves TLS",
         ]
     );
+}
+
+#[test]
+fn client_certificate_settings_are_consistent() {
+    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+                [[auth.client_certs]]\ncommon_name = \"bot\"\nscopes = [\"db:read\"]\n\
+                [http]\nlisten = \"0.0.0.0:8443\"\npublic_url = \"https://db.example/mcp\"\n";
+    // A client certificate is the only credential: fine with a client CA.
+    let ok = format!(
+        "{base}[http.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n\
+         client_auth = \"optional\"\nclient_crl_files = [\"crl.pem\"]\n"
+    );
+    assert!(validate(&parse(&ok).unwrap(), &BTreeMap::new()).is_ok());
+    // Without a client CA, neither the mapping nor the client settings mean anything.
+    let no_ca = format!(
+        "{base}[http.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"required\"\n\
+         client_crl_files = [\"crl.pem\"]\n"
+    );
+    let problems = validate(&parse(&no_ca).unwrap(), &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "http.tls.client_auth: only used with http.tls.client_ca_file",
+            "http.tls.client_crl_files: only used with http.tls.client_ca_file",
+            "auth.client_certs: client certificates need http.tls with client_ca_file (pgward must terminate TLS itself to verify them)",
+        ]
+    );
+    // Behind a TLS-terminating proxy pgward never sees the certificate.
+    let proxy = format!("{base}tls_terminated_by_proxy = true\n");
+    let problems = validate(&parse(&proxy).unwrap(), &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "auth.client_certs: client certificates need http.tls with client_ca_file (pgward must terminate TLS itself to verify them)"
+        ]
+    );
+    // An unknown mode is a parse error naming the value.
+    let bad = format!(
+        "{base}[http.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n\
+         client_auth = \"sometimes\"\n"
+    );
+    let err = parse(&bad).unwrap_err().to_string();
+    assert!(err.contains("sometimes"), "{err}");
 }
 
 #[test]

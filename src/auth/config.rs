@@ -11,6 +11,16 @@ pub struct AuthConfig {
     pub issuers: Vec<IssuerConfig>,
     /// API keys for machine clients; only a hash of each key is stored.
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Client certificates (mutual TLS, `http.tls.client_ca_file`) that authenticate a caller,
+    /// by the common name of the certificate's subject.
+    pub client_certs: Vec<ClientCertConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientCertConfig {
+    /// The subject's common name (CN), exactly; it becomes the principal's subject.
+    pub common_name: String,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +36,18 @@ pub struct IssuerConfig {
     /// PEM file with the issuer's public key (RS256, ES256, EdDSA).
     #[serde(default)]
     pub public_key_file: Option<String>,
+    /// `https://` URL of the issuer's JSON Web Key Set (instead of `public_key_file`): fetched
+    /// at start-up (pgward does not start without it), refreshed every `jwks_refresh_secs`, and
+    /// fetched again early when a token names a `kid` the cached set lacks.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// PEM file of the CA certificate(s) to trust for `jwks_url`, instead of the system's trust
+    /// store (for an identity provider behind a private CA).
+    #[serde(default)]
+    pub jwks_ca_file: Option<String>,
+    /// Seconds between scheduled fetches of `jwks_url`. Default 300; 60 to 86400.
+    #[serde(default)]
+    pub jwks_refresh_secs: Option<u64>,
     /// Expected `aud`; defaults to `http.public_url` (RFC 8707 resource indicator).
     #[serde(default)]
     pub audience: Option<String>,

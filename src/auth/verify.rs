@@ -13,9 +13,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -41,6 +42,8 @@ const SUPPORTED_ALGORITHMS: &str = "`HS256`, `RS256`, `ES256`, `EdDSA`";
 pub enum AuthMethod {
     Jwt,
     ApiKey,
+    /// A client certificate verified in the TLS handshake (mutual TLS).
+    ClientCert,
     Stdio,
 }
 
@@ -92,11 +95,15 @@ pub enum AuthFailure {
     MissingClaim,
     #[error("wrong token type")]
     WrongTokenType,
+    #[error("no key with that id")]
+    UnknownKey,
+    #[error("client certificate not mapped to a principal")]
+    UnknownClientCert,
 }
 
 impl AuthFailure {
     /// Every variant, for exhaustive tests and documentation.
-    pub const ALL: [AuthFailure; 11] = [
+    pub const ALL: [AuthFailure; 13] = [
         AuthFailure::Missing,
         AuthFailure::Malformed,
         AuthFailure::UnknownIssuer,
@@ -108,6 +115,8 @@ impl AuthFailure {
         AuthFailure::UnknownApiKey,
         AuthFailure::MissingClaim,
         AuthFailure::WrongTokenType,
+        AuthFailure::UnknownKey,
+        AuthFailure::UnknownClientCert,
     ];
 
     /// Stable snake_case reason code for the audit log.
@@ -124,6 +133,8 @@ impl AuthFailure {
             AuthFailure::UnknownApiKey => "unknown_api_key",
             AuthFailure::MissingClaim => "missing_claim",
             AuthFailure::WrongTokenType => "wrong_token_type",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::UnknownClientCert => "unknown_client_certificate",
         }
     }
 }
@@ -153,11 +164,175 @@ impl fmt::Debug for IssuerKeys {
     }
 }
 
+/// An issuer's verification key: fixed at start-up, or the latest JSON Web Key Set.
+enum IssuerKey {
+    Static(DecodingKey),
+    Jwks(JwksHandle),
+}
+
+/// One usable key of a JSON Web Key Set.
+struct SetKey {
+    kid: Option<String>,
+    /// The JWK's `alg`, when it names one; a token must then use exactly that algorithm.
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+/// A JSON Web Key Set, filtered to the keys the issuer may sign with under its pinned
+/// algorithms. Built by [`JwksHandle::install`] from the bytes the EDGE fetched.
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<SetKey>,
+}
+
+/// Allowed `jwks_refresh_secs`, and the default.
+pub const JWKS_REFRESH_RANGE_SECS: std::ops::RangeInclusive<u64> = 60..=86_400;
+pub const JWKS_REFRESH_DEFAULT_SECS: u64 = 300;
+
+/// At most this many keys in one set (providers publish a handful, current and next).
+const MAX_JWKS_KEYS: usize = 64;
+
+/// The live key set of one `jwks_url` issuer, shared by the [`Authenticator`] (which reads it on
+/// every token) and the EDGE fetcher (which installs each fresh set). A failed install leaves the
+/// previous set in place.
+#[derive(Clone)]
+pub struct JwksHandle {
+    /// Position in `auth.issuers`.
+    pub index: usize,
+    /// The issuer's `iss`.
+    pub issuer: String,
+    algorithms: Vec<Algorithm>,
+    slot: Arc<RwLock<Arc<KeySet>>>,
+}
+
+impl fmt::Debug for JwksHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksHandle")
+            .field("index", &self.index)
+            .field("issuer", &self.issuer)
+            .field("keys", &self.len())
+            .finish()
+    }
+}
+
+impl JwksHandle {
+    /// Parses a JWKS document and, if it holds at least one usable key, makes it the issuer's
+    /// key set. Returns how many keys are now in use; on error the old set stays.
+    pub fn install(&self, json: &[u8]) -> Result<usize, String> {
+        let set = parse_jwks(json, &self.algorithms)?;
+        let n = set.keys.len();
+        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+        Ok(n)
+    }
+
+    /// Keys in the current set (0 before the first successful install).
+    pub fn len(&self) -> usize {
+        self.current().keys.len()
+    }
+
+    /// True before the first successful install.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        Arc::clone(&self.slot.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Keeps the JWKs that fit the pinned algorithms: `use` absent or `sig`, `alg` absent or
+/// pinned, the key type and curve of the pinned family, RSA at least 2048 bits. Other keys
+/// (encryption keys, other algorithms, types pgward does not know) are skipped; a set with no
+/// usable key, too many keys, or two usable keys with one `kid` is refused.
+fn parse_jwks(json: &[u8], algorithms: &[Algorithm]) -> Result<KeySet, String> {
+    let doc: Value =
+        serde_json::from_slice(json).map_err(|_| "the key set is not JSON".to_string())?;
+    let entries = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| "the key set has no `keys` array".to_string())?;
+    if entries.len() > MAX_JWKS_KEYS {
+        return Err(format!(
+            "the key set holds {} keys, more than the maximum of {MAX_JWKS_KEYS}",
+            entries.len()
+        ));
+    }
+    let Some(family) = algorithms.first().map(|a| a.family()) else {
+        return Err("no algorithm is pinned".to_string());
+    };
+    let mut keys: Vec<SetKey> = Vec::new();
+    for entry in entries {
+        // A key pgward cannot parse (another `kty`, a future field shape) is not an error:
+        // providers publish keys for other consumers too.
+        let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
+            continue;
+        };
+        if !matches!(
+            jwk.common.public_key_use,
+            None | Some(PublicKeyUse::Signature)
+        ) {
+            continue;
+        }
+        let alg = match &jwk.common.key_algorithm {
+            None => None,
+            Some(ka) => match parse_algorithm(&ka.to_string()) {
+                Some(a) if algorithms.contains(&a) => Some(a),
+                _ => continue,
+            },
+        };
+        let fits = match (&jwk.algorithm, family) {
+            (AlgorithmParameters::RSA(p), AlgorithmFamily::Rsa) => {
+                // `n` is unpadded base64url of the big-endian modulus.
+                p.n.len() * 6 / 8 >= MIN_RSA_MODULUS_BYTES
+            }
+            (AlgorithmParameters::EllipticCurve(p), AlgorithmFamily::Ec) => {
+                p.curve == EllipticCurve::P256
+            }
+            (AlgorithmParameters::OctetKeyPair(p), AlgorithmFamily::Ed) => {
+                p.curve == EllipticCurve::Ed25519
+            }
+            _ => false,
+        };
+        if !fits {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        let probe_alg = alg.or_else(|| algorithms.first().copied());
+        if let Some(probe_alg) = probe_alg
+            && family != AlgorithmFamily::Rsa
+            && jsonwebtoken::crypto::verify("", b"pgward key probe", &key, probe_alg).is_err()
+        {
+            continue;
+        }
+        let kid = jwk.common.key_id.clone();
+        if let Some(kid) = &kid
+            && keys.iter().any(|k| k.kid.as_ref() == Some(kid))
+        {
+            // Which of the two would a token mean? Refuse rather than guess.
+            return Err(format!(
+                "the key set has two usable keys with `kid` `{kid}`"
+            ));
+        }
+        keys.push(SetKey { kid, alg, key });
+    }
+    if keys.is_empty() {
+        let names = algorithms
+            .iter()
+            .map(|a| format!("`{a:?}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(format!("the key set holds no key usable with {names}"));
+    }
+    Ok(KeySet { keys })
+}
+
 struct Issuer {
     iss: String,
     /// Pinned; the header `alg` must be one of these.
     algorithms: Vec<Algorithm>,
-    key: DecodingKey,
+    key: IssuerKey,
     /// Signature, `iss`, `aud` and presence of `exp`/`iss`/`aud`/`sub`; time is checked by us.
     validation: Validation,
     audience: String,
@@ -185,6 +360,8 @@ struct ApiKey {
 pub struct Authenticator {
     issuers: Vec<Issuer>,
     api_keys: Vec<ApiKey>,
+    /// Client certificate common name → scopes.
+    client_certs: HashMap<String, BTreeSet<String>>,
     leeway_secs: u64,
 }
 
@@ -219,6 +396,7 @@ impl fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("issuers", &Issuers(&self.issuers))
             .field("api_keys", &ApiKeys(&self.api_keys))
+            .field("client_certs", &self.client_certs)
             .field("leeway_secs", &self.leeway_secs)
             .finish()
     }
@@ -259,7 +437,7 @@ impl Authenticator {
                 errors.push(format!("{at}.issuer: duplicate of auth.issuers[{first}]"));
             }
             let k = keys.get(i).unwrap_or(&no_keys);
-            match build_issuer(ic, k, default_audience, cfg.leeway_secs, &at) {
+            match build_issuer(i, ic, k, default_audience, cfg.leeway_secs, &at) {
                 Ok(issuer) => issuers.push(issuer),
                 Err(mut e) => errors.append(&mut e),
             }
@@ -311,15 +489,47 @@ impl Authenticator {
             }
         }
 
+        let mut client_certs = HashMap::new();
+        for (i, cc) in cfg.client_certs.iter().enumerate() {
+            let at = format!("auth.client_certs[{i}] (`{}`)", cc.common_name);
+            if cc.common_name.trim().is_empty() || cc.common_name.trim() != cc.common_name {
+                errors.push(format!(
+                    "{at}.common_name: must not be empty or start or end with spaces"
+                ));
+            } else if cc.scopes.iter().any(|s| s.trim().is_empty()) {
+                errors.push(format!("{at}.scopes: a scope must not be empty"));
+            } else if client_certs
+                .insert(
+                    cc.common_name.clone(),
+                    cc.scopes.iter().cloned().collect::<BTreeSet<_>>(),
+                )
+                .is_some()
+            {
+                errors.push(format!("{at}.common_name: listed twice"));
+            }
+        }
+
         if errors.is_empty() {
             Ok(Self {
                 issuers,
                 api_keys,
+                client_certs,
                 leeway_secs: cfg.leeway_secs,
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// The live key sets of the issuers configured with `jwks_url`, for the EDGE to fill.
+    pub fn jwks_handles(&self) -> Vec<JwksHandle> {
+        self.issuers
+            .iter()
+            .filter_map(|i| match &i.key {
+                IssuerKey::Jwks(h) => Some(h.clone()),
+                IssuerKey::Static(_) => None,
+            })
+            .collect()
     }
 
     /// The configured issuers' `iss` values, in config order.
@@ -342,6 +552,24 @@ impl Authenticator {
         } else {
             self.authenticate_jwt(credential, now_unix)
         }
+    }
+
+    /// A client certificate that the TLS handshake already verified against the client CA:
+    /// `common_name` is its subject's CN (`None` when it has none, or more than one). Only a
+    /// CN listed in `auth.client_certs` is a principal.
+    pub fn authenticate_client_cert(
+        &self,
+        common_name: Option<&str>,
+    ) -> Result<Principal, AuthFailure> {
+        let (subject, scopes) = common_name
+            .and_then(|cn| self.client_certs.get_key_value(cn))
+            .ok_or(AuthFailure::UnknownClientCert)?;
+        Ok(Principal {
+            subject: subject.clone(),
+            issuer: None,
+            method: AuthMethod::ClientCert,
+            scopes: scopes.clone(),
+        })
     }
 
     fn authenticate_api_key(&self, credential: &str) -> Result<Principal, AuthFailure> {
@@ -412,10 +640,36 @@ impl Authenticator {
             }
         }
 
-        let claims =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &issuer.key, &issuer.validation)
-                .map_err(|e| map_jwt_error(e.kind()))?
-                .claims;
+        let set: Arc<KeySet>;
+        let key = match &issuer.key {
+            IssuerKey::Static(key) => key,
+            IssuerKey::Jwks(handle) => {
+                set = handle.current();
+                let kid = match header.get("kid") {
+                    None => None,
+                    Some(Value::String(kid)) => Some(kid.as_str()),
+                    Some(_) => return Err(AuthFailure::Malformed),
+                };
+                let found = match kid {
+                    Some(kid) => set.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+                    // RFC 7515 lets `kid` be left out; only a one-key set is then unambiguous.
+                    None if set.keys.len() == 1 => set.keys.first(),
+                    None => None,
+                }
+                .ok_or(AuthFailure::UnknownKey)?;
+                // A JWK that names its algorithm is used with that algorithm only.
+                if found.alg.is_some_and(|a| a != alg) {
+                    return Err(AuthFailure::AlgorithmNotAllowed);
+                }
+                &found.key
+            }
+        };
+        if key.family() != alg.family() {
+            return Err(AuthFailure::AlgorithmNotAllowed);
+        }
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, key, &issuer.validation)
+            .map_err(|e| map_jwt_error(e.kind()))?
+            .claims;
 
         // Time, against the caller's clock (jsonwebtoken would read the system clock).
         let leeway = self.leeway_secs;
@@ -457,6 +711,7 @@ pub fn hash_api_key(key: &str) -> String {
 }
 
 fn build_issuer(
+    index: usize,
     ic: &IssuerConfig,
     keys: &IssuerKeys,
     default_audience: &str,
@@ -515,6 +770,11 @@ fn build_issuer(
                     "{at}.public_key_file: not used by `HS256`; remove it"
                 ));
             }
+            if ic.jwks_url.is_some() {
+                errors.push(format!(
+                    "{at}.jwks_url: `HS256` keys are secrets and never published; remove it"
+                ));
+            }
             match &keys.hs256_secret {
                 None => {
                     errors.push(format!("{at}.hs256_secret: required for `HS256`"));
@@ -526,7 +786,7 @@ fn build_issuer(
                     ));
                     None
                 }
-                Some(secret) => Some(DecodingKey::from_secret(secret)),
+                Some(secret) => Some(IssuerKey::Static(DecodingKey::from_secret(secret))),
             }
         }
         ([_], Some(&alg)) => {
@@ -535,13 +795,32 @@ fn build_issuer(
                     "{at}.hs256_secret: only used by `HS256`; remove it"
                 ));
             }
-            match &keys.public_key_pem {
-                None => {
-                    errors.push(format!("{at}.public_key_file: required for `{alg:?}`"));
+            match (&keys.public_key_pem, &ic.jwks_url) {
+                (Some(_), Some(_)) => {
+                    errors.push(format!(
+                        "{at}: set `public_key_file` or `jwks_url`, not both"
+                    ));
                     None
                 }
-                Some(pem) => match load_public_key(alg, pem) {
-                    Ok(key) => Some(key),
+                (None, None) => {
+                    errors.push(format!(
+                        "{at}.public_key_file: `{alg:?}` needs `public_key_file` or `jwks_url`"
+                    ));
+                    None
+                }
+                (None, Some(url)) => {
+                    if let Err(why) = check_jwks_url(url) {
+                        errors.push(format!("{at}.jwks_url: {why}"));
+                    }
+                    Some(IssuerKey::Jwks(JwksHandle {
+                        index,
+                        issuer: ic.issuer.clone(),
+                        algorithms: algorithms.clone(),
+                        slot: Arc::default(),
+                    }))
+                }
+                (Some(pem), None) => match load_public_key(alg, pem) {
+                    Ok(key) => Some(IssuerKey::Static(key)),
                     Err(why) => {
                         errors.push(format!("{at}.public_key_file: {why}"));
                         None
@@ -567,6 +846,24 @@ fn build_issuer(
         }
         None => Some(default_audience.to_owned()),
     };
+
+    if ic.jwks_url.is_none() {
+        if ic.jwks_ca_file.is_some() {
+            errors.push(format!("{at}.jwks_ca_file: only used with `jwks_url`"));
+        }
+        if ic.jwks_refresh_secs.is_some() {
+            errors.push(format!("{at}.jwks_refresh_secs: only used with `jwks_url`"));
+        }
+    }
+    if let Some(secs) = ic.jwks_refresh_secs
+        && !JWKS_REFRESH_RANGE_SECS.contains(&secs)
+    {
+        errors.push(format!(
+            "{at}.jwks_refresh_secs: {secs} is outside {} to {}",
+            JWKS_REFRESH_RANGE_SECS.start(),
+            JWKS_REFRESH_RANGE_SECS.end()
+        ));
+    }
 
     let scope_claim = ic.scope_claim.as_deref().unwrap_or(DEFAULT_SCOPE_CLAIM);
     if scope_claim.trim().is_empty() {
@@ -599,6 +896,25 @@ fn build_issuer(
         }
         _ => Err(errors),
     }
+}
+
+/// `jwks_url` must be an absolute `https://` URL with a host, no credentials and no fragment:
+/// keys fetched over plain HTTP could be swapped by anyone on the path.
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(format!("`{url}` must start with `https://`"));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    if authority.contains('@') {
+        return Err("must not hold credentials".to_string());
+    }
+    if url.contains('#') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{url}` is not a plain URL"));
+    }
+    Ok(())
 }
 
 /// Parses a public-key PEM for `alg` and proves, now rather than at the first request, that the
@@ -924,6 +1240,9 @@ t/aForOa4+ugsW06JQIDAQAB\n\
             algorithms: algs.iter().map(|a| (*a).to_owned()).collect(),
             hs256_secret: None,
             public_key_file: None,
+            jwks_url: None,
+            jwks_ca_file: None,
+            jwks_refresh_secs: None,
             audience: None,
             scope_claim: None,
             require_typ: None,
@@ -948,6 +1267,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
         let mut ed = issuer(ED_ISS, &["EdDSA"]);
         ed.scope_claim = Some("scp".to_owned());
         let cfg = AuthConfig {
+            client_certs: vec![],
             leeway_secs: 60,
             issuers: vec![
                 issuer(HS_ISS, &["HS256"]),
@@ -1520,6 +1840,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
             );
         }
         let cfg = AuthConfig {
+            client_certs: vec![],
             leeway_secs: 0,
             issuers: vec![],
             api_keys: vec![ApiKeyConfig {
@@ -1566,6 +1887,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
             scopes: vec![],
         };
         let cfg = AuthConfig {
+            client_certs: vec![],
             leeway_secs: 3600,
             issuers: vec![
                 issuer("https://a", &["HS257"]),
@@ -1614,7 +1936,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
             "auth.issuers[1] (`https://b`).algorithms: `none` is never accepted",
             "auth.issuers[2] (`https://c`).algorithms: mixes HMAC with public-key algorithms",
             "auth.issuers[3] (`https://d`).hs256_secret: required for `HS256`",
-            "auth.issuers[4] (`https://e`).public_key_file: required for `RS256`",
+            "auth.issuers[4] (`https://e`).public_key_file: `RS256` needs `public_key_file` or `jwks_url`",
             "auth.issuers[5] (`https://f`).public_key_file: does not hold an EC P-256 public key",
             "auth.issuers[6] (`https://g`).public_key_file: does not hold an EC P-256 public key usable with `ES256`",
             "auth.issuers[7] (`https://h`).hs256_secret: shorter than 32 bytes",
@@ -1647,6 +1969,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
     #[test]
     fn misplaced_key_material_and_mismatched_lengths_are_reported() {
         let cfg = AuthConfig {
+            client_certs: vec![],
             leeway_secs: 0,
             issuers: vec![
                 issuer("https://a", &["HS256"]),
@@ -1686,6 +2009,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
         b.scope_claim = Some(" ".to_owned());
         let c = issuer("https://c", &["HS256"]);
         let cfg = AuthConfig {
+            client_certs: vec![],
             leeway_secs: 0,
             issuers: vec![a, b, c],
             api_keys: vec![],
@@ -1706,6 +2030,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
     #[test]
     fn api_key_with_empty_scopes_list_is_allowed() {
         let cfg = AuthConfig {
+            client_certs: vec![],
             leeway_secs: 0,
             issuers: vec![],
             api_keys: vec![ApiKeyConfig {
@@ -1787,5 +2112,300 @@ t/aForOa4+ugsW06JQIDAQAB\n\
         assert!(parse_sha256_hex(&h[..63]).is_none());
         assert!(parse_sha256_hex(&format!("{h}0")).is_none());
         assert!(parse_sha256_hex(&format!("{}z", &h[..63])).is_none());
+    }
+
+    // --- JWKS issuers ---
+
+    const JW_ISS: &str = "https://idp.example";
+
+    /// The public JWK of a private key, with `kid` and optionally without `alg`.
+    fn jwk_of(key: &EncodingKey, alg: Algorithm, kid: &str, with_alg: bool) -> Value {
+        let mut jwk = serde_json::to_value(Jwk::from_encoding_key(key, alg).unwrap()).unwrap();
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        if !with_alg {
+            jwk.as_object_mut().unwrap().remove("alg");
+        }
+        jwk
+    }
+
+    fn rsa1() -> EncodingKey {
+        EncodingKey::from_rsa_pem(RSA1_PRIVATE.as_bytes()).unwrap()
+    }
+
+    fn rsa2() -> EncodingKey {
+        EncodingKey::from_rsa_pem(RSA2_PRIVATE.as_bytes()).unwrap()
+    }
+
+    fn with_kid(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    /// An authenticator whose only issuer takes its keys from a JWKS, and that issuer's handle.
+    fn jwks_auth(algs: &[&str]) -> (Authenticator, JwksHandle) {
+        let mut ic = issuer(JW_ISS, algs);
+        ic.jwks_url = Some("https://idp.example/.well-known/jwks.json".into());
+        let cfg = AuthConfig {
+            client_certs: vec![],
+            leeway_secs: 0,
+            issuers: vec![ic],
+            api_keys: vec![],
+        };
+        let auth = Authenticator::new(&cfg, &[IssuerKeys::default()], AUD).unwrap();
+        let handles = auth.jwks_handles();
+        assert_eq!(handles.len(), 1);
+        let handle = handles[0].clone();
+        assert_eq!((handle.index, handle.issuer.as_str()), (0, JW_ISS));
+        (auth, handle)
+    }
+
+    #[test]
+    fn jwks_issuer_picks_the_key_by_kid_and_refuses_unknown_kids() {
+        let (auth, handle) = jwks_auth(&["RS256"]);
+        let c = claims(JW_ISS);
+        let k1 = with_kid(Algorithm::RS256, &rsa1(), Some("k1"), &c);
+        // Before the first fetch nothing verifies.
+        assert!(handle.is_empty());
+        assert_eq!(auth.authenticate(&k1, NOW), Err(AuthFailure::UnknownKey));
+
+        let set = json!({"keys": [jwk_of(&rsa1(), Algorithm::RS256, "k1", true)]});
+        assert_eq!(handle.install(set.to_string().as_bytes()), Ok(1));
+        let p = auth.authenticate(&k1, NOW).unwrap();
+        assert_eq!((p.subject.as_str(), p.method), ("alice", AuthMethod::Jwt));
+        assert_eq!(p.issuer.as_deref(), Some(JW_ISS));
+
+        // Signed by a key the set lacks: unknown kid (the EDGE refetches), and a known kid with
+        // the wrong key is a bad signature.
+        let k2 = with_kid(Algorithm::RS256, &rsa2(), Some("k2"), &c);
+        assert_eq!(auth.authenticate(&k2, NOW), Err(AuthFailure::UnknownKey));
+        let forged = with_kid(Algorithm::RS256, &rsa2(), Some("k1"), &c);
+        assert_eq!(
+            auth.authenticate(&forged, NOW),
+            Err(AuthFailure::BadSignature)
+        );
+
+        // Rotation: the new set holds both keys; then the old one is retired.
+        let both = json!({"keys": [
+            jwk_of(&rsa1(), Algorithm::RS256, "k1", true),
+            jwk_of(&rsa2(), Algorithm::RS256, "k2", false),
+        ]});
+        assert_eq!(handle.install(both.to_string().as_bytes()), Ok(2));
+        assert!(auth.authenticate(&k1, NOW).is_ok());
+        assert!(auth.authenticate(&k2, NOW).is_ok());
+        let only2 = json!({"keys": [jwk_of(&rsa2(), Algorithm::RS256, "k2", true)]});
+        assert_eq!(handle.install(only2.to_string().as_bytes()), Ok(1));
+        assert_eq!(auth.authenticate(&k1, NOW), Err(AuthFailure::UnknownKey));
+        assert!(auth.authenticate(&k2, NOW).is_ok());
+    }
+
+    #[test]
+    fn jwks_token_without_kid_needs_a_one_key_set() {
+        let (auth, handle) = jwks_auth(&["RS256"]);
+        let c = claims(JW_ISS);
+        let no_kid = with_kid(Algorithm::RS256, &rsa1(), None, &c);
+        let one = json!({"keys": [jwk_of(&rsa1(), Algorithm::RS256, "k1", true)]});
+        handle.install(one.to_string().as_bytes()).unwrap();
+        assert!(auth.authenticate(&no_kid, NOW).is_ok());
+        let two = json!({"keys": [
+            jwk_of(&rsa1(), Algorithm::RS256, "k1", true),
+            jwk_of(&rsa2(), Algorithm::RS256, "k2", true),
+        ]});
+        handle.install(two.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            auth.authenticate(&no_kid, NOW),
+            Err(AuthFailure::UnknownKey)
+        );
+        // A `kid` that is not a string is malformed.
+        let header = json!({"alg": "RS256", "kid": 7});
+        let token = hand_built(&header, &c, "c2ln");
+        assert_eq!(auth.authenticate(&token, NOW), Err(AuthFailure::Malformed));
+    }
+
+    #[test]
+    fn jwks_keys_outside_the_pinned_algorithms_are_skipped() {
+        let (auth, handle) = jwks_auth(&["ES256"]);
+        let ec = EncodingKey::from_ec_pem(EC1_PRIVATE.as_bytes()).unwrap();
+        let set = json!({"keys": [
+            // Wrong family for ES256, an encryption key, a symmetric key, garbage: all skipped.
+            jwk_of(&rsa1(), Algorithm::RS256, "rsa", true),
+            {"kty": "EC", "use": "enc", "crv": "P-256", "kid": "enc",
+             "x": "2UXAhOqqra6pNSjItB96gauuQo8Ao5U4__PquFIpDW8",
+             "y": "POEhHzAWKSrDf_Wr3mnXvnl3vQTCPuswIF3N0Dp4KGo"},
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "oct"},
+            {"kty": "nonsense", "kid": "x"},
+            jwk_of(&ec, Algorithm::ES256, "ec", true),
+        ]});
+        assert_eq!(handle.install(set.to_string().as_bytes()), Ok(1));
+        let c = claims(JW_ISS);
+        assert!(
+            auth.authenticate(&with_kid(Algorithm::ES256, &ec, Some("ec"), &c), NOW)
+                .is_ok()
+        );
+        // The RSA key was skipped, and RS256 is not pinned anyway.
+        assert_eq!(
+            auth.authenticate(&with_kid(Algorithm::RS256, &rsa1(), Some("rsa"), &c), NOW),
+            Err(AuthFailure::AlgorithmNotAllowed)
+        );
+    }
+
+    #[test]
+    fn jwks_key_with_alg_is_used_with_that_alg_only() {
+        // EdDSA and ... only one family per issuer, so use RS256 key declared as RS256 while the
+        // issuer pins RS256: a token claiming another pinned alg of the same key is refused.
+        let (auth, handle) = jwks_auth(&["RS256"]);
+        let set = json!({"keys": [jwk_of(&rsa1(), Algorithm::RS256, "k1", true)]});
+        handle.install(set.to_string().as_bytes()).unwrap();
+        // HS256 signed with the RSA modulus as a secret: refused before any key is touched.
+        let header = json!({"alg": "HS256", "kid": "k1"});
+        let token = hand_built(&header, &claims(JW_ISS), "c2ln");
+        assert_eq!(
+            auth.authenticate(&token, NOW),
+            Err(AuthFailure::AlgorithmNotAllowed)
+        );
+    }
+
+    #[test]
+    fn bad_key_sets_are_refused_and_the_old_set_stays() {
+        let (auth, handle) = jwks_auth(&["RS256"]);
+        let good = json!({"keys": [jwk_of(&rsa1(), Algorithm::RS256, "k1", true)]});
+        handle.install(good.to_string().as_bytes()).unwrap();
+        let dup = json!({"keys": [
+            jwk_of(&rsa1(), Algorithm::RS256, "k1", true),
+            jwk_of(&rsa2(), Algorithm::RS256, "k1", true),
+        ]});
+        let too_many = json!({"keys": vec![jwk_of(&rsa1(), Algorithm::RS256, "k", true); 65]});
+        let short =
+            json!({"keys": [{"kty": "RSA", "kid": "short", "n": "qwertyuiop", "e": "AQAB"}]});
+        let cases: [(Vec<u8>, &str); 6] = [
+            (b"not json".to_vec(), "the key set is not JSON"),
+            (b"{}".to_vec(), "the key set has no `keys` array"),
+            (
+                br#"{"keys": []}"#.to_vec(),
+                "the key set holds no key usable with `RS256`",
+            ),
+            (
+                short.to_string().into_bytes(),
+                "the key set holds no key usable with `RS256`",
+            ),
+            (
+                dup.to_string().into_bytes(),
+                "the key set has two usable keys with `kid` `k1`",
+            ),
+            (
+                too_many.to_string().into_bytes(),
+                "the key set holds 65 keys, more than the maximum of 64",
+            ),
+        ];
+        for (body, why) in cases {
+            assert_eq!(handle.install(&body), Err(why.to_string()));
+        }
+        assert_eq!(handle.len(), 1);
+        let k1 = with_kid(Algorithm::RS256, &rsa1(), Some("k1"), &claims(JW_ISS));
+        assert!(auth.authenticate(&k1, NOW).is_ok());
+    }
+
+    #[test]
+    fn jwks_config_problems_are_reported() {
+        let mut plain = issuer("https://a.example", &["RS256"]);
+        plain.jwks_url = Some("http://a.example/jwks".into());
+        let mut both = issuer("https://b.example", &["RS256"]);
+        both.jwks_url = Some("https://b.example/jwks".into());
+        let mut hs = issuer("https://c.example", &["HS256"]);
+        hs.jwks_url = Some("https://c.example/jwks".into());
+        let mut stray = issuer("https://d.example", &["ES256"]);
+        stray.jwks_ca_file = Some("ca.pem".into());
+        stray.jwks_refresh_secs = Some(600);
+        let mut fast = issuer("https://e.example", &["EdDSA"]);
+        fast.jwks_url = Some("https://user:pw@e.example/jwks".into());
+        fast.jwks_refresh_secs = Some(5);
+        let cfg = AuthConfig {
+            client_certs: vec![],
+            leeway_secs: 0,
+            issuers: vec![plain, both, hs, stray, fast],
+            api_keys: vec![],
+        };
+        let keys = vec![
+            IssuerKeys::default(),
+            pem(RSA1_PUBLIC),
+            secret(HS_SECRET),
+            pem(EC1_PUBLIC),
+            IssuerKeys::default(),
+        ];
+        let errors = Authenticator::new(&cfg, &keys, AUD).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![
+                "auth.issuers[0] (`https://a.example`).jwks_url: `http://a.example/jwks` must start with `https://`",
+                "auth.issuers[1] (`https://b.example`): set `public_key_file` or `jwks_url`, not both",
+                "auth.issuers[2] (`https://c.example`).jwks_url: `HS256` keys are secrets and never published; remove it",
+                "auth.issuers[3] (`https://d.example`).jwks_ca_file: only used with `jwks_url`",
+                "auth.issuers[3] (`https://d.example`).jwks_refresh_secs: only used with `jwks_url`",
+                "auth.issuers[4] (`https://e.example`).jwks_url: must not hold credentials",
+                "auth.issuers[4] (`https://e.example`).jwks_refresh_secs: 5 is outside 60 to 86400",
+            ]
+        );
+    }
+
+    #[test]
+    fn client_certificates_map_by_common_name() {
+        use crate::auth::config::ClientCertConfig;
+        let cert = |cn: &str, scopes: &[&str]| ClientCertConfig {
+            common_name: cn.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let cfg = AuthConfig {
+            client_certs: vec![cert("reporting-bot", &["db:read"]), cert("ops", &[])],
+            ..AuthConfig::default()
+        };
+        let auth = Authenticator::new(&cfg, &[], AUD).unwrap();
+        let p = auth
+            .authenticate_client_cert(Some("reporting-bot"))
+            .unwrap();
+        assert_eq!(
+            p,
+            Principal {
+                subject: "reporting-bot".into(),
+                issuer: None,
+                method: AuthMethod::ClientCert,
+                scopes: scopes(&["db:read"]),
+            }
+        );
+        assert_eq!(
+            auth.authenticate_client_cert(Some("ops")).unwrap().scopes,
+            scopes(&[])
+        );
+        // Exact match only: no case folding, no prefix, no missing CN.
+        for cn in [
+            Some("Reporting-Bot"),
+            Some("reporting-bot "),
+            Some("reporting"),
+            Some(""),
+            None,
+        ] {
+            assert_eq!(
+                auth.authenticate_client_cert(cn),
+                Err(AuthFailure::UnknownClientCert),
+                "{cn:?}"
+            );
+        }
+        let bad = AuthConfig {
+            client_certs: vec![
+                cert("a", &["x"]),
+                cert("a", &["y"]),
+                cert(" b", &[]),
+                cert("c", &[""]),
+            ],
+            ..AuthConfig::default()
+        };
+        assert_eq!(
+            Authenticator::new(&bad, &[], AUD).unwrap_err(),
+            vec![
+                "auth.client_certs[1] (`a`).common_name: listed twice",
+                "auth.client_certs[2] (` b`).common_name: must not be empty or start or end with spaces",
+                "auth.client_certs[3] (`c`).scopes: a scope must not be empty",
+            ]
+        );
     }
 }

@@ -185,6 +185,26 @@ pub struct TlsConfig {
     pub cert_file: String,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: String,
+    /// PEM file with the CA certificate(s) that client certificates must chain to; setting it
+    /// turns on mutual TLS.
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// With `client_ca_file`: `required` (default; a connection without a valid client
+    /// certificate fails the handshake) or `optional` (clients may present a bearer token
+    /// instead).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+    /// PEM files with certificate revocation lists for client certificates.
+    #[serde(default)]
+    pub client_crl_files: Vec<String>,
+}
+
+/// Whether a client certificate is required in the TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Required,
+    Optional,
 }
 
 impl Default for HttpConfig {

@@ -529,9 +529,33 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
     if http.allowed_origins.iter().any(|o| o == "*") {
         problems.push("http.allowed_origins: `*` is not allowed; list the origins".into());
     }
-    if config.auth.issuers.is_empty() && config.auth.api_keys.is_empty() {
+    let client_ca = http
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_file.is_some());
+    if let Some(tls) = &http.tls
+        && tls.client_ca_file.is_none()
+    {
+        if tls.client_auth.is_some() {
+            problems.push("http.tls.client_auth: only used with http.tls.client_ca_file".into());
+        }
+        if !tls.client_crl_files.is_empty() {
+            problems
+                .push("http.tls.client_crl_files: only used with http.tls.client_ca_file".into());
+        }
+    }
+    if !config.auth.client_certs.is_empty() && !client_ca {
         problems.push(
-            "auth: serving over HTTP needs at least one token issuer or API key; pgward never serves anonymous network clients"
+            "auth.client_certs: client certificates need http.tls with client_ca_file (pgward must terminate TLS itself to verify them)"
+                .into(),
+        );
+    }
+    if config.auth.issuers.is_empty()
+        && config.auth.api_keys.is_empty()
+        && config.auth.client_certs.is_empty()
+    {
+        problems.push(
+            "auth: serving over HTTP needs at least one token issuer, API key or client certificate; pgward never serves anonymous network clients"
                 .into(),
         );
     }

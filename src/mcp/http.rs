@@ -30,6 +30,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use super::{McpServeError, PgwardServer};
+use crate::auth::jwks::JwksFetcher;
+use crate::auth::mtls::{self, PeerCertificate};
 use crate::auth::{AuthFailure, Authenticator, Principal};
 use crate::config::types::{HttpConfig, TlsConfig};
 use crate::engine::Engine;
@@ -38,6 +40,8 @@ use crate::engine::Engine;
 struct Gate {
     engine: Arc<Engine>,
     auth: Arc<Authenticator>,
+    /// Refetches `jwks_url` key sets when a token names an unknown `kid`.
+    jwks: Arc<JwksFetcher>,
     cfg: HttpConfig,
     /// URL of this resource's RFC 9728 metadata.
     metadata_url: String,
@@ -168,6 +172,7 @@ fn nonzero(n: u32) -> NonZeroU32 {
 pub async fn serve_http(
     engine: Arc<Engine>,
     auth: Arc<Authenticator>,
+    jwks: Arc<JwksFetcher>,
     cfg: HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), McpServeError> {
@@ -192,8 +197,10 @@ pub async fn serve_http(
         "pgward serving MCP over Streamable HTTP"
     );
     let max_connections = cfg.max_connections;
-    let app = router(Arc::clone(&engine), auth, cfg);
+    let refresher = tokio::spawn(Arc::clone(&jwks).refresh_periodically(std::future::pending()));
+    let app = router(Arc::clone(&engine), auth, jwks, cfg);
     let result = serve_connections(listener, tls, app, max_connections, shutdown).await;
+    refresher.abort();
     // Calls whose HTTP request timed out may still be finishing (and auditing): give them the
     // drain time too, so every call's audit event is written before the process exits.
     engine.wait_idle(DRAIN_TIMEOUT).await;
@@ -227,14 +234,18 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, McpServeError> {
         ))
     })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+    let clients =
+        mtls::client_verifier(tls, Arc::clone(&provider)).map_err(McpServeError::Start)?;
+    let builder = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| McpServeError::Start(format!("tls: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            McpServeError::Start(format!("http.tls: the certificate and key do not fit: {e}"))
-        })?;
+        .map_err(|e| McpServeError::Start(format!("tls: {e}")))?;
+    let builder = match clients {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        McpServeError::Start(format!("http.tls: the certificate and key do not fit: {e}"))
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -277,9 +288,7 @@ async fn serve_connections(
             drop(tcp);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(
-            app.clone().layer(axum::Extension(ConnectInfo(peer))),
-        );
+        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -287,6 +296,7 @@ async fn serve_connections(
             let _slot = slot;
             let outcome = match tls {
                 None => {
+                    let service = hyper_util::service::TowerToHyperService::new(app);
                     let connection = builder
                         .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                         .into_owned();
@@ -304,6 +314,16 @@ async fn serve_connections(
                             }
                             Err(_) => return,
                         };
+                    // The chain was verified in the handshake; requests learn whose it is.
+                    let peer_cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| PeerCertificate::from_der(leaf.as_ref()));
+                    let service = hyper_util::service::TowerToHyperService::new(
+                        app.layer(axum::Extension(peer_cert)),
+                    );
                     let connection = builder
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .into_owned();
@@ -326,7 +346,12 @@ async fn serve_connections(
 }
 
 /// The routes: the MCP endpoint behind the gate, and the protected resource metadata.
-pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, cfg: HttpConfig) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    auth: Arc<Authenticator>,
+    jwks: Arc<JwksFetcher>,
+    cfg: HttpConfig,
+) -> Router {
     let metadata_path = format!("/.well-known/oauth-protected-resource{}", cfg.path);
     let gate_tls = cfg.tls.is_some();
     let origin = url_origin(&cfg.public_url);
@@ -355,6 +380,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, cfg: HttpConfig) ->
         in_flight: Mutex::new(HashMap::new()),
         engine: Arc::clone(&engine),
         auth,
+        jwks,
         cfg: cfg.clone(),
     });
     let mcp_engine = Arc::clone(&engine);
@@ -637,10 +663,27 @@ async fn admit_authenticated(
             vec![retry_after(wait)],
         );
     }
-    let principal = match credential {
-        None => Err(AuthFailure::Missing),
-        Some(None) => Err(AuthFailure::Malformed),
-        Some(Some(c)) => gate.auth.authenticate(c, now_unix()),
+    let peer_cert = request
+        .extensions()
+        .get::<Option<PeerCertificate>>()
+        .cloned()
+        .flatten();
+    // An Authorization header, when sent, is the credential; otherwise a verified client
+    // certificate is.
+    let principal = match (credential, peer_cert) {
+        (None, Some(cert)) => gate
+            .auth
+            .authenticate_client_cert(cert.common_name.as_deref()),
+        (None, None) => Err(AuthFailure::Missing),
+        (Some(None), _) => Err(AuthFailure::Malformed),
+        (Some(Some(c)), _) => {
+            let mut result = gate.auth.authenticate(c, now_unix());
+            // The provider may have rotated its keys since the last fetch.
+            if result == Err(AuthFailure::UnknownKey) && gate.jwks.refetch_for_unknown_key().await {
+                result = gate.auth.authenticate(c, now_unix());
+            }
+            result
+        }
     };
     let principal = match principal {
         Ok(p) => p,

@@ -47,37 +47,196 @@ pub struct RsaKeys {
 
 pub fn rsa_keys() -> &'static RsaKeys {
     static KEYS: OnceLock<RsaKeys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let private = dir.path().join("rsa_priv.pem");
-        let public = dir.path().join("rsa_pub.pem");
-        let status = std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-            ])
-            .arg(&private)
-            .stderr(Stdio::null())
-            .status()
-            .expect("run openssl genpkey (is openssl installed?)");
-        assert!(status.success(), "openssl genpkey failed");
-        let status = std::process::Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .expect("run openssl pkey");
-        assert!(status.success(), "openssl pkey -pubout failed");
-        RsaKeys {
-            private_pem: std::fs::read_to_string(&private).unwrap(),
-            public_pem: std::fs::read_to_string(&public).unwrap(),
+    KEYS.get_or_init(generate_rsa_keys)
+}
+
+/// Another RSA key pair (a rotated key, or a forger's).
+pub fn other_rsa_keys() -> &'static RsaKeys {
+    static KEYS: OnceLock<RsaKeys> = OnceLock::new();
+    KEYS.get_or_init(generate_rsa_keys)
+}
+
+fn generate_rsa_keys() -> RsaKeys {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let private = dir.path().join("rsa_priv.pem");
+    let public = dir.path().join("rsa_pub.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        private.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-pubout",
+        "-in",
+        private.to_str().unwrap(),
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    RsaKeys {
+        private_pem: std::fs::read_to_string(&private).unwrap(),
+        public_pem: std::fs::read_to_string(&public).unwrap(),
+    }
+}
+
+/// Runs `openssl ARGS`, failing the test with its output if it fails.
+pub fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (is it installed?)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A throwaway certificate authority (P-256) in `dir`, issuing leaf certificates.
+pub struct TestCa {
+    pub dir: std::path::PathBuf,
+    /// `ca.pem`: the CA certificate (what a verifier trusts).
+    pub cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl TestCa {
+    /// A new CA named `name` (its files are `<name>.pem` and `<name>.key`).
+    pub fn new(dir: &std::path::Path, name: &str) -> TestCa {
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        TestCa {
+            dir: dir.to_path_buf(),
+            cert,
+            key,
         }
-    })
+    }
+
+    /// A leaf certificate and key (`<file>.pem`, `<file>.key`) with subject `subject` (e.g.
+    /// `/CN=reporting-bot/O=Example`), for `serverAuth` (with an IP SAN of 127.0.0.1) or
+    /// `clientAuth`.
+    pub fn issue(
+        &self,
+        file: &str,
+        subject: &str,
+        client: bool,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let cert = self.dir.join(format!("{file}.pem"));
+        let key = self.dir.join(format!("{file}.key"));
+        let csr = self.dir.join(format!("{file}.csr"));
+        let ext = self.dir.join(format!("{file}.ext"));
+        let usage = if client {
+            "extendedKeyUsage=clientAuth\n"
+        } else {
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n"
+        };
+        std::fs::write(
+            &ext,
+            format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{usage}"),
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().unwrap(),
+            "-CA",
+            self.cert.to_str().unwrap(),
+            "-CAkey",
+            self.key.to_str().unwrap(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        (cert, key)
+    }
+
+    /// A CRL (PEM) signed by this CA that revokes `certs`.
+    pub fn revoke(&self, certs: &[&std::path::Path]) -> std::path::PathBuf {
+        let index = self.dir.join("crl-index.txt");
+        let number = self.dir.join("crl-number");
+        let cnf = self.dir.join("crl-ca.cnf");
+        let crl = self.dir.join("crl.pem");
+        std::fs::write(&index, "").unwrap();
+        std::fs::write(&number, "01\n").unwrap();
+        std::fs::write(
+            &cnf,
+            format!(
+                "[ca]\ndefault_ca = d\n[d]\ndatabase = {}\ncrlnumber = {}\ndefault_md = sha256\ndefault_crl_days = 2\n",
+                index.display(),
+                number.display()
+            ),
+        )
+        .unwrap();
+        let ca = [
+            "-keyfile",
+            self.key.to_str().unwrap(),
+            "-cert",
+            self.cert.to_str().unwrap(),
+        ];
+        for cert in certs {
+            let mut args = vec![
+                "ca",
+                "-config",
+                cnf.to_str().unwrap(),
+                "-revoke",
+                cert.to_str().unwrap(),
+            ];
+            args.extend(ca);
+            openssl(&args);
+        }
+        let mut args = vec![
+            "ca",
+            "-config",
+            cnf.to_str().unwrap(),
+            "-gencrl",
+            "-out",
+            crl.to_str().unwrap(),
+        ];
+        args.extend(ca);
+        openssl(&args);
+        crl
+    }
 }
 
 /// Lower-case hex SHA-256, computed here independently of pgward.
@@ -159,6 +318,10 @@ pub struct Knobs {
     /// Serve HTTPS with a self-signed certificate made for 127.0.0.1 (written as `cert.pem`
     /// next to the config).
     pub tls: bool,
+    /// Appended verbatim to the config (more `[[auth.issuers]]`, ...).
+    pub extra_toml: String,
+    /// Appended to `[http.tls]` when `tls` is set (client certificate settings).
+    pub tls_extra: String,
 }
 
 impl Default for Knobs {
@@ -174,6 +337,8 @@ impl Default for Knobs {
             allow_own_origin: false,
             tls: false,
             max_connections: None,
+            extra_toml: String::new(),
+            tls_extra: String::new(),
         }
     }
 }
@@ -243,9 +408,10 @@ pub fn write_http_config(
             .expect("run openssl");
         assert!(out.status.success(), "openssl: {out:?}");
         http.push_str(&format!(
-            "[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            "[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n{}\n",
             cert.display(),
-            key.display()
+            key.display(),
+            knobs.tls_extra
         ));
     }
     let extra = format!(
@@ -281,7 +447,10 @@ scope = "db:admin"
 [[tools.params]]
 name = "id"
 type = "integer"
+
+{extra_toml}
 "#,
+        extra_toml = knobs.extra_toml,
         pub_key = pub_path.display(),
         key_hash = sha256_hex(API_KEY.as_bytes()),
     );
@@ -390,6 +559,8 @@ impl HttpServer {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        // reqwest is built without a default TLS provider (pgward configures its own).
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let mut server = HttpServer {
             port,
             http: reqwest::Client::builder()
