@@ -20,11 +20,14 @@
 //!   which tools and tables a principal's scopes cover.
 //! - [`mcp`]: EDGE. The rmcp server handler, the stdio transport, and [`mcp::http`]: Streamable
 //!   HTTP behind one gate (Host/Origin, authentication, throttles, rate limits, scopes).
+//! - [`audit`]: the audit trail; [`audit::chain`] (CORE) seals events into a tamper-evident
+//!   hash chain and verifies a log, naming the first edited, deleted or reordered line.
 //! - [`app`], [`cli`], [`demo`]: composition root and command line.
 //!
 //! CORE modules do no I/O and import no async runtime, driver or transport.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -16,6 +16,7 @@ const CORE: &[&str] = &[
     "src/auth/verify.rs",
     "src/auth/config.rs",
     "src/policy/scopes.rs",
+    "src/audit/chain.rs",
 ];
 
 const FORBIDDEN: &[&str] = &[
