@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::audit::sink::{AuditError, AuditLog};
 use crate::auth::config::AuthConfig;
 use crate::auth::jwks::JwksFetcher;
 use crate::auth::{Authenticator, IssuerKeys};
@@ -21,6 +22,8 @@ pub enum AppError {
     Db(#[from] DbError),
     #[error("{0}")]
     Mcp(#[from] McpServeError),
+    #[error("{0}")]
+    Audit(#[from] AuditError),
     #[error("{0}")]
     Demo(String),
 }
@@ -43,7 +46,8 @@ pub async fn build_engine_from(cfg: config::Config) -> Result<Arc<Engine>, AppEr
     let db = Database::connect(&offline.database)?;
     let catalog = db.catalog(&offline.all_column_tables).await?;
     let settings = config::validate(&cfg, &catalog).map_err(ConfigError::Invalid)?;
-    let engine = Arc::new(Engine::new(Arc::new(settings), db));
+    let audit = Arc::new(AuditLog::open(&settings.audit).await?);
+    let engine = Arc::new(Engine::new(Arc::new(settings), db, audit));
     engine.startup_checks().await?;
     Ok(engine)
 }
@@ -143,4 +147,66 @@ pub fn check(path: &Path, sql_text: &str) -> Result<Result<String, Vec<String>>,
             Err(v) => Err(v.iter().map(|v| v.to_string()).collect()),
         },
     )
+}
+
+/// What `pgward audit verify` was asked to check.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    /// Oldest first.
+    pub files: Vec<std::path::PathBuf>,
+    /// The chain's HMAC key, if it is keyed.
+    pub key: Option<Vec<u8>>,
+    /// Check the end against this head file; `None` with `default_head` uses `<last>.head`.
+    pub head: Option<std::path::PathBuf>,
+    pub default_head: bool,
+    pub from_anywhere: bool,
+}
+
+/// `pgward audit verify`: reads the files (and the recorded head) and verifies the chain.
+pub fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Report, AppError> {
+    use crate::audit::chain::{Head, Line, Start, lines_of, verify_lines};
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            AppError::Audit(AuditError::File {
+                path: path.display().to_string(),
+                reason: e.kind().to_string(),
+            })
+        })
+    };
+    let mut contents = Vec::with_capacity(req.files.len());
+    for f in &req.files {
+        contents.push((f.display().to_string(), read(f)?));
+    }
+    let head_file = match (&req.head, req.default_head, req.files.last()) {
+        (Some(h), _, _) => Some(h.clone()),
+        (None, true, Some(last)) => {
+            let h = crate::audit::sink::head_path(last);
+            h.exists().then_some(h)
+        }
+        _ => None,
+    };
+    let head: Option<Head> = match head_file {
+        Some(h) => Some(serde_json::from_str(&read(&h)?).map_err(|_| {
+            AppError::Audit(AuditError::File {
+                path: h.display().to_string(),
+                reason: "not a recorded head".into(),
+            })
+        })?),
+        None => None,
+    };
+    let lines: Vec<Line<'_>> = contents
+        .iter()
+        .flat_map(|(name, text)| lines_of(name, text))
+        .collect();
+    let start = if req.from_anywhere {
+        Start::Anywhere
+    } else {
+        Start::Genesis
+    };
+    Ok(verify_lines(
+        lines,
+        req.key.as_deref(),
+        &start,
+        head.as_ref(),
+    ))
 }

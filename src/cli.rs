@@ -41,6 +41,11 @@ pub enum Command {
         #[arg(long)]
         stdin: bool,
     },
+    /// Audit trail commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Start a throwaway PostgreSQL with sample data and serve it over stdio.
     Demo {
         /// Print the client configuration and exit after setting up, without serving.
@@ -55,5 +60,32 @@ pub enum ConfigCommand {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of audit files (rotated files oldest first, e.g. `audit.jsonl.2
+    /// audit.jsonl.1 audit.jsonl`). Exit 0 when the chain holds, 1 at the first edited,
+    /// deleted, reordered or truncated event, which is named; 3 when the files cannot be read.
+    Verify {
+        /// The files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Name of the environment variable holding the chain's HMAC key (`audit.hmac_key`);
+        /// the key itself never goes on the command line.
+        #[arg(long)]
+        key_env: Option<String>,
+        /// The recorded head to check the end of the log against. Default: `<last file>.head`
+        /// when it exists.
+        #[arg(long, conflicts_with = "no_head")]
+        head: Option<PathBuf>,
+        /// Do not check the end of the log against a recorded head.
+        #[arg(long)]
+        no_head: bool,
+        /// The first file does not start the chain (older files were removed by retention):
+        /// trust its first event's link.
+        #[arg(long)]
+        from_anywhere: bool,
     },
 }

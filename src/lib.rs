@@ -22,10 +22,14 @@
 //!   HTTP behind one gate (Host/Origin, authentication, throttles, rate limits, scopes).
 //! - [`audit`]: the audit trail; [`audit::chain`] (CORE) seals events into a tamper-evident
 //!   hash chain and verifies a log, naming the first edited, deleted or reordered line.
+//! - [`metrics`]: the process-wide metrics registry (bounded labels), rendered as Prometheus
+//!   text.
+//! - [`admin`]: EDGE. The admin listener, apart from MCP: `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`], [`cli`], [`demo`]: composition root and command line.
 //!
 //! CORE modules do no I/O and import no async runtime, driver or transport.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -35,6 +39,7 @@ pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod mcp;
+pub mod metrics;
 pub mod policy;
 pub mod redact;
 pub mod sql;

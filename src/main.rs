@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgward::cli::{Cli, Command, ConfigCommand};
+use pgward::cli::{AuditCommand, Cli, Command, ConfigCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,6 +49,59 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(pgward::app::serve(&config)),
         Command::HashKey { stdin } => hash_key(stdin),
         Command::Demo { no_serve } => run(pgward::demo::run(no_serve)),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    files,
+                    key_env,
+                    head,
+                    no_head,
+                    from_anywhere,
+                },
+        } => audit_verify(files, key_env, head, no_head, from_anywhere),
+    }
+}
+
+fn audit_verify(
+    files: Vec<std::path::PathBuf>,
+    key_env: Option<String>,
+    head: Option<std::path::PathBuf>,
+    no_head: bool,
+    from_anywhere: bool,
+) -> ExitCode {
+    let key = match key_env {
+        Some(var) => match std::env::var(&var) {
+            Ok(k) if !k.is_empty() => Some(k.into_bytes()),
+            _ => return fail(&format!("environment variable `{var}` is not set")),
+        },
+        None => None,
+    };
+    let req = pgward::app::VerifyRequest {
+        files,
+        key,
+        head,
+        default_head: !no_head,
+        from_anywhere,
+    };
+    match pgward::app::audit_verify(&req) {
+        Ok(report) => match &report.problem {
+            None => {
+                println!(
+                    "ok: {} event(s), seq {}..{}, head {}",
+                    report.events,
+                    report.first_seq.unwrap_or(0),
+                    report.last_seq.unwrap_or(0),
+                    report.head.as_ref().map_or("-", |h| h.hash.as_str())
+                );
+                ExitCode::SUCCESS
+            }
+            Some(problem) => {
+                println!("{problem}");
+                println!("{} event(s) verified before it", report.events);
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => fail(&e),
     }
 }
 

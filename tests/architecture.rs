@@ -17,6 +17,7 @@ const CORE: &[&str] = &[
     "src/auth/config.rs",
     "src/policy/scopes.rs",
     "src/audit/chain.rs",
+    "src/audit/event.rs",
 ];
 
 const FORBIDDEN: &[&str] = &[

@@ -214,7 +214,7 @@ type = "integer"
     };
     let out = engine
         .call_as(
-            &reader,
+            &as_caller(&reader),
             "customer_by_id",
             json!({"id": 1}).as_object().unwrap().clone(),
             pending(),
@@ -240,7 +240,7 @@ type = "integer"
     };
     let out = engine
         .call_as(
-            &pii,
+            &as_caller(&pii),
             "customer_by_id",
             json!({"id": 1}).as_object().unwrap().clone(),
             pending(),
@@ -248,4 +248,14 @@ type = "integer"
         .await;
     assert!(!out.is_error, "{}", out.text);
     assert_eq!(out.structured["rows"][0][0], json!(1));
+}
+
+/// An in-process call context for `principal`.
+fn as_caller(principal: &pgward::auth::Principal) -> pgward::engine::CallContext {
+    pgward::engine::CallContext {
+        principal: principal.clone(),
+        client: "test".into(),
+        request_id: pgward::engine::request_id(),
+        session_id: None,
+    }
 }

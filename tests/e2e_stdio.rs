@@ -494,7 +494,7 @@ async fn stdout_carries_only_json_rpc_and_the_server_exits_when_the_client_leave
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = stderr.lock().unwrap().clone();
     assert!(log.contains("pgward serving MCP over stdio"), "{log}");
-    assert!(log.contains("pgward::audit"), "{log}");
+    assert!(log.contains("\"kind\":\"tool_call\""), "{log}");
     assert!(!log.contains("reader-pw"), "no secret in the log: {log}");
 }
 

@@ -4,4 +4,11 @@
 //! - [`chain`]: CORE. Seals events into a tamper-evident hash chain and verifies a log of
 //!   sealed events, naming the first line that was edited, deleted, reordered or cut short.
 
+//! - [`event`]: CORE. What an event holds, built from the facts of a call; arguments masked
+//!   and bounded, SQL normalized.
+//! - [`sink`]: EDGE. The audit log: seals each event and writes it to stderr and/or a rotated
+//!   JSON Lines file before the answer leaves.
+
 pub mod chain;
+pub mod event;
+pub mod sink;

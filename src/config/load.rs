@@ -76,6 +76,23 @@ pub fn resolve_env(
             )),
         }
     }
+    for (key, slot) in [
+        ("audit.hmac_key", &mut config.audit.hmac_key),
+        ("audit.postgres_url", &mut config.audit.postgres_url),
+    ] {
+        let Some(value) = slot.as_ref() else { continue };
+        if !value.contains("${") {
+            problems.push(format!(
+                "{key}: write it as `${{ENV_VAR}}`; secrets must not live in the file"
+            ));
+            continue;
+        }
+        match substitute(value, lookup) {
+            Ok(v) if v.is_empty() => problems.push(format!("{key}: the value is empty")),
+            Ok(v) => *slot = Some(v),
+            Err(var) => problems.push(format!("{key}: environment variable `{var}` is not set")),
+        }
+    }
     for (i, issuer) in config.auth.issuers.iter_mut().enumerate() {
         let Some(secret) = &issuer.hs256_secret else {
             continue;

@@ -31,10 +31,56 @@ pub struct Config {
     pub auth: crate::auth::config::AuthConfig,
     #[serde(default)]
     pub scopes: ScopesConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Keys the file holds that pgward does not know, as dotted paths; any of them stops
     /// start-up.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
+}
+
+/// Where audit events go, and what happens when they cannot be written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// Write each event as one JSON line to stderr.
+    pub stderr: bool,
+    /// Append events to this JSON Lines file (rotated by size; the chain continues across
+    /// files; the newest event's `seq` and `hash` are kept in `<file>.head`).
+    pub file: Option<String>,
+    /// Rotate the file when it would grow past this many bytes.
+    pub file_max_bytes: u64,
+    /// Rotated files kept (`<file>.1` is the newest).
+    pub file_keep: u32,
+    /// Insert events into `pgward_audit.events` through this connection (its own role, INSERT
+    /// only; see `migrations/`); must be written as `${ENV_VAR}`.
+    pub postgres_url: Option<String>,
+    /// `fail_closed`: a call whose event cannot be written is refused; `fail_open`: it is
+    /// served, and the failure is logged and counted.
+    pub failure_policy: FailurePolicy,
+    /// Key for HMAC-SHA256 chaining instead of plain SHA-256; must be written as `${ENV_VAR}`.
+    pub hmac_key: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            stderr: true,
+            file: None,
+            file_max_bytes: 100 * 1024 * 1024,
+            file_keep: 10,
+            postgres_url: None,
+            failure_policy: FailurePolicy::FailClosed,
+            hmac_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    FailClosed,
+    FailOpen,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::types::{ColumnsConfig, Config, DatabaseConfig, HttpConfig, ParamConfig, ToolConfig};
+use super::types::{
+    AuditConfig, ColumnsConfig, Config, DatabaseConfig, HttpConfig, ParamConfig, ToolConfig,
+};
 use crate::auth::config::AuthConfig;
 use crate::policy::scopes::ScopePolicy;
 use crate::policy::{ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, TableRule};
@@ -92,6 +94,7 @@ pub struct Settings {
     /// Streamable HTTP settings, when pgward serves over the network.
     pub http: Option<HttpConfig>,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
 }
 
 /// Validates `config`. `catalog` gives the real column list of tables declared with
@@ -348,6 +351,7 @@ pub fn validate(
     if let Some(http) = &config.http {
         validate_http(http, config, &mut problems);
     }
+    validate_audit(&config.audit, &mut problems);
 
     match redactor {
         Some(redactor) if problems.is_empty() => Ok(Settings {
@@ -363,6 +367,7 @@ pub fn validate(
             stdio_scopes,
             http: config.http.clone(),
             auth: config.auth.clone(),
+            audit: config.audit.clone(),
         }),
         _ => Err(problems),
     }
@@ -434,6 +439,38 @@ fn build_scopes(
         tools,
         tables: tables.clone(),
         implies,
+    }
+}
+
+fn validate_audit(audit: &AuditConfig, problems: &mut Vec<String>) {
+    if !audit.stderr && audit.file.is_none() && audit.postgres_url.is_none() {
+        problems.push(
+            "audit: no sink is configured; set audit.stderr = true, audit.file or audit.postgres_url (every call must leave an event)"
+                .into(),
+        );
+    }
+    if let Some(file) = &audit.file
+        && file.trim().is_empty()
+    {
+        problems.push("audit.file: must not be empty".into());
+    }
+    if audit.file_max_bytes < 64 * 1024 {
+        problems.push(format!(
+            "audit.file_max_bytes: must be at least 65536, got {}",
+            audit.file_max_bytes
+        ));
+    }
+    if audit.file_keep == 0 || audit.file_keep > 1000 {
+        problems.push(format!(
+            "audit.file_keep: must be between 1 and 1000, got {}",
+            audit.file_keep
+        ));
+    }
+    if let Some(key) = &audit.hmac_key
+        && !key.contains("${")
+        && key.len() < 32
+    {
+        problems.push("audit.hmac_key: shorter than 32 bytes".into());
     }
 }
 

@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use crate::audit::event::{self, Caller, Decision, SqlRecord, ToolCall};
+use crate::audit::sink::AuditLog;
 use crate::auth::Principal;
+use crate::config::types::FailurePolicy;
 use crate::config::{ParamType, Settings, ToolDef};
 use crate::db::{CallLimits, Database, DbError};
 use crate::policy::{Columns, QualifiedName};
@@ -46,9 +49,45 @@ pub struct Counters {
     pub injection_flags: AtomicU64,
 }
 
+/// Who is calling and from where: what the audit trail records besides the call itself.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub principal: Principal,
+    /// The client's address, or `stdio`.
+    pub client: String,
+    /// Unique per request; ties log lines to the audit event.
+    pub request_id: String,
+    /// The MCP session, when the transport has one.
+    pub session_id: Option<String>,
+}
+
+impl CallContext {
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            principal: Some(&self.principal),
+            client: &self.client,
+            request_id: &self.request_id,
+            session_id: self.session_id.as_deref(),
+        }
+    }
+}
+
+/// A fresh request id (96 random bits, hex).
+pub fn request_id() -> String {
+    random_token()
+}
+
+/// Now, as the audit trail writes it (RFC 3339 UTC, milliseconds).
+fn timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub struct Engine {
     settings: Arc<Settings>,
     db: Database,
+    audit: Arc<AuditLog>,
+    /// The stdio session's id (one session per process).
+    stdio_session: String,
     pub counters: Counters,
     stdio: Principal,
     /// Calls running now, so shutdown can wait for their audit events.
@@ -69,6 +108,13 @@ impl Drop for CallGuard {
     }
 }
 
+/// Requests a transport refuses before any tool runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedRequest {
+    AuthFailure,
+    RateLimited,
+}
+
 /// Error codes for failures that are not policy violations. Stable; documented in README.
 pub mod codes {
     pub const INVALID_ARGUMENTS: &str = "invalid_arguments";
@@ -81,10 +127,11 @@ pub mod codes {
     pub const ROW_TOO_LARGE: &str = "row_too_large";
     pub const INTERNAL: &str = "internal_error";
     pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+    pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
 }
 
 impl Engine {
-    pub fn new(settings: Arc<Settings>, db: Database) -> Self {
+    pub fn new(settings: Arc<Settings>, db: Database, audit: Arc<AuditLog>) -> Self {
         let stdio = Principal::stdio(
             &settings.stdio_principal,
             settings.stdio_scopes.iter().cloned(),
@@ -92,6 +139,8 @@ impl Engine {
         Self {
             settings,
             db,
+            audit,
+            stdio_session: random_token(),
             counters: Counters::default(),
             stdio,
             running: std::sync::atomic::AtomicUsize::new(0),
@@ -222,6 +271,65 @@ impl Engine {
         tools
     }
 
+    /// The context of a stdio call: the configured principal, a fresh request id.
+    pub fn stdio_context(&self) -> CallContext {
+        CallContext {
+            principal: self.stdio.clone(),
+            client: "stdio".into(),
+            request_id: request_id(),
+            session_id: Some(self.stdio_session.clone()),
+        }
+    }
+
+    /// The audit log, for transports that audit requests refused before any tool runs.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Audits a request the transport refused (failed authentication, a rate limit). The
+    /// request is refused whatever happens to the event.
+    pub async fn audit_refused_request(
+        &self,
+        kind: RefusedRequest,
+        principal: Option<&Principal>,
+        client: &str,
+        request_id: &str,
+        reason: &str,
+    ) {
+        let caller = Caller {
+            principal,
+            client,
+            request_id,
+            session_id: None,
+        };
+        let event = match kind {
+            RefusedRequest::AuthFailure => event::auth_failure(&timestamp(), &caller, reason),
+            RefusedRequest::RateLimited => event::rate_limited(&timestamp(), &caller, reason),
+        };
+        let _ = self.audit.record(event).await;
+    }
+
+    /// Audits a tool call that never finished the pipeline: refused by the transport first
+    /// (the HTTP gate's scope check), or lost to an internal error.
+    pub async fn audit_unfinished_call(&self, ctx: &CallContext, tool: &str, code: &str) {
+        let codes = vec![code.to_string()];
+        let call = ToolCall {
+            tool,
+            arguments: Value::Object(Map::new()),
+            sql: None,
+            decision: Decision::from_codes(true, &codes),
+            codes,
+            rows: 0,
+            truncated: false,
+            response_bytes: 0,
+            duration_ms: 0,
+        };
+        let _ = self
+            .audit
+            .record(event::tool_call(&timestamp(), &ctx.caller(), &call))
+            .await;
+    }
+
     /// Runs one tool call as the stdio principal.
     pub async fn call(
         &self,
@@ -229,24 +337,35 @@ impl Engine {
         arguments: Map<String, Value>,
         cancelled: impl std::future::Future<Output = ()>,
     ) -> Outcome {
-        self.call_as(&self.stdio.clone(), tool, arguments, cancelled)
+        self.call_as(&self.stdio_context(), tool, arguments, cancelled)
             .await
     }
 
-    /// Runs one tool call through the pipeline. `cancelled` resolves when the client gives up.
+    /// Runs one tool call through the pipeline and audits it before returning. `cancelled`
+    /// resolves when the client gives up.
     pub async fn call_as(
         &self,
-        principal: &Principal,
+        ctx: &CallContext,
         tool: &str,
         arguments: Map<String, Value>,
         cancelled: impl std::future::Future<Output = ()>,
     ) -> Outcome {
         let started = Instant::now();
+        let principal = &ctx.principal;
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let known = matches!(tool, "query" | "list_tables" | "describe_table")
             || self.settings.tools.iter().any(|t| t.name == tool);
+        // What the audit trail may keep of the arguments: never the model's SQL text (its
+        // literals can be data), never values under keys that look secret.
+        let mut audit_args = arguments.clone();
+        let raw_sql = match tool {
+            "query" => audit_args.remove("sql"),
+            _ => None,
+        };
+        let audit_args =
+            event::audit_arguments(&audit_args, &|k| self.settings.redactor.key_is_sensitive(k));
         let missing = self.missing_scopes(principal, tool);
-        let outcome = match tool {
+        let mut outcome = match tool {
             // INVARIANT: a tool the caller may not use is refused before anything else runs
             // (and is absent from its tools/list).
             _ if known && !missing.is_empty() => insufficient_scope(&missing),
@@ -265,30 +384,75 @@ impl Engine {
         if outcome.is_error {
             self.counters.refusals.fetch_add(1, Ordering::Relaxed);
         }
-        let codes: Vec<&str> = outcome
+        // Every distinct reason code, in the order the check found them.
+        let mut codes: Vec<String> = Vec::new();
+        for code in outcome
             .meta
             .get("pgward/codes")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let rows = outcome
-            .structured
-            .get("row_count")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
-        // INVARIANT: one audit event per call, allowed or refused, and no argument values in
-        // it (they may hold data); the canonical SQL is recorded when there is one.
-        tracing::info!(
-            target: "pgward::audit",
-            principal = ?principal.subject,
-            method = ?principal.method,
-            tool = ?truncate(tool, 64),
-            decision = if outcome.is_error { "refused" } else { "allowed" },
-            codes = ?codes,
-            rows,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "tool call"
-        );
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !codes.iter().any(|c| c == code) {
+                codes.push(code.to_string());
+            }
+        }
+        // The SQL as the audit trail keeps it: the SQL that ran (canonical) when there is one,
+        // else what the model sent; normalized either way.
+        let sql_text = outcome
+            .meta
+            .get("pgward/sql")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(match raw_sql {
+                Some(Value::String(s)) => Some(s),
+                _ => None,
+            })
+            .or_else(|| {
+                self.settings
+                    .tools
+                    .iter()
+                    .find(|t| t.name == tool)
+                    .map(|t| t.checked.sql.clone())
+            });
+        let sql = sql_text.map(|text| match sql::fingerprint::fingerprint(&text) {
+            Ok(f) => SqlRecord::Normalized {
+                normalized: f.normalized,
+                fingerprint: f.fingerprint,
+            },
+            Err(_) => SqlRecord::Unparsed { length: text.len() },
+        });
+        let structured = &outcome.structured;
+        let call = ToolCall {
+            tool,
+            arguments: audit_args,
+            sql,
+            decision: Decision::from_codes(outcome.is_error, &codes),
+            rows: structured
+                .get("row_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            truncated: structured
+                .get("truncated")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            response_bytes: (outcome.text.len() + structured.to_string().len()) as u64,
+            duration_ms: started.elapsed().as_millis() as u64,
+            codes,
+        };
+        let event = event::tool_call(&timestamp(), &ctx.caller(), &call);
+        // INVARIANT: one audit event per call, allowed or refused, written before the answer
+        // leaves; under `fail_closed` an answer whose event could not be written never leaves.
+        if self.audit.record(event).await.is_err()
+            && self.audit.policy() == FailurePolicy::FailClosed
+        {
+            outcome = refusal(
+                codes::AUDIT_UNAVAILABLE,
+                "the call could not be recorded in the audit log, so its result is withheld; try again later",
+                vec![],
+            );
+        }
         outcome
     }
 

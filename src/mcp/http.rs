@@ -34,7 +34,7 @@ use crate::auth::jwks::JwksFetcher;
 use crate::auth::mtls::{self, PeerCertificate};
 use crate::auth::{AuthFailure, Authenticator, Principal};
 use crate::config::types::{HttpConfig, TlsConfig};
-use crate::engine::Engine;
+use crate::engine::{CallContext, Engine, RefusedRequest, request_id};
 
 /// Everything the gate needs, shared by all requests.
 struct Gate {
@@ -606,7 +606,11 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
             None => error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", vec![]),
         };
     }
-    let mut response = admit_authenticated(gate, peer, request, next).await;
+    let request_id = request_id();
+    let mut response = admit_authenticated(gate, peer, &request_id, request, next).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
     if let Some(o) = origin {
         response
             .headers_mut()
@@ -616,7 +620,9 @@ async fn admit(gate: &Gate, peer: SocketAddr, request: Request, next: Next) -> R
             .append(header::VARY, HeaderValue::from_static("Origin"));
         response.headers_mut().insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("www-authenticate, retry-after, mcp-protocol-version"),
+            HeaderValue::from_static(
+                "www-authenticate, retry-after, mcp-protocol-version, x-request-id",
+            ),
         );
     }
     response
@@ -648,15 +654,26 @@ fn cors_preflight(origin: HeaderValue) -> Response {
 async fn admit_authenticated(
     gate: &Gate,
     peer: SocketAddr,
+    request_id: &str,
     request: Request,
     next: Next,
 ) -> Response {
     let client = client_address(peer.ip(), request.headers(), &gate.trusted_proxies);
+    let client_text = client.to_string();
     let credential = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().ok().and_then(bearer));
     if let Some(wait) = gate.failed_auth.blocked(client) {
+        gate.engine
+            .audit_refused_request(
+                RefusedRequest::RateLimited,
+                None,
+                &client_text,
+                request_id,
+                "failed_auth_throttled",
+            )
+            .await;
         return error_response(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed authentication attempts",
@@ -689,12 +706,15 @@ async fn admit_authenticated(
         Ok(p) => p,
         Err(failure) => {
             // INVARIANT: the reason is audited, never shown; the token never is either.
-            tracing::warn!(
-                target: "pgward::audit",
-                client = %client,
-                reason = failure.code(),
-                "authentication failed"
-            );
+            gate.engine
+                .audit_refused_request(
+                    RefusedRequest::AuthFailure,
+                    None,
+                    &client_text,
+                    request_id,
+                    failure.code(),
+                )
+                .await;
             gate.failed_auth.record(client);
             return gate.challenge(Some(failure));
         }
@@ -702,35 +722,48 @@ async fn admit_authenticated(
     // Limits are per principal: the same subject from two issuers (or a JWT subject and an
     // API key of the same name) are different callers.
     let key = principal_key(&principal);
-    let limited = |reason: &str, message: &str, wait: Duration| {
-        tracing::warn!(target: "pgward::audit", principal = ?principal.subject, reason, "request refused");
-        error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            message,
-            vec![retry_after(wait)],
-        )
-    };
     let clock = DefaultClock::default();
-    if let Err(not_until) = gate.per_principal.check_key(&key) {
-        return limited(
+    let refusal = if let Err(not_until) = gate.per_principal.check_key(&key) {
+        Some((
             "rate_limited",
             "rate limit exceeded",
             not_until.wait_time_from(clock.now()),
-        );
-    }
-    if let Err(not_until) = gate.global.check() {
-        return limited(
+        ))
+    } else if let Err(not_until) = gate.global.check() {
+        Some((
             "global_rate_limited",
             "rate limit exceeded",
             not_until.wait_time_from(clock.now()),
-        );
-    }
-    let Some(_slot) = gate.enter(&key) else {
-        return limited(
+        ))
+    } else {
+        None
+    };
+    let slot = match refusal {
+        Some(r) => Err(r),
+        None => gate.enter(&key).ok_or((
             "too_many_in_flight",
             "too many calls in flight",
             Duration::from_secs(1),
-        );
+        )),
+    };
+    let _slot = match slot {
+        Ok(slot) => slot,
+        Err((reason, message, wait)) => {
+            gate.engine
+                .audit_refused_request(
+                    RefusedRequest::RateLimited,
+                    Some(&principal),
+                    &client_text,
+                    request_id,
+                    reason,
+                )
+                .await;
+            return error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                message,
+                vec![retry_after(wait)],
+            );
+        }
     };
     let (mut parts, body) = request.into_parts();
     let bytes = if parts.method == Method::POST {
@@ -751,14 +784,18 @@ async fn admit_authenticated(
         let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "parse error"}});
         return (StatusCode::BAD_REQUEST, secure_headers(), axum::Json(body)).into_response();
     }
-    if let Some(missing) = missing_scopes(gate, &principal, &bytes) {
-        tracing::warn!(
-            target: "pgward::audit",
-            principal = ?principal.subject,
-            reason = "insufficient_scope",
-            scopes = %missing.join(" "),
-            "tool call refused"
-        );
+    let ctx = CallContext {
+        principal,
+        client: client_text,
+        request_id: request_id.to_string(),
+        session_id: None,
+    };
+    if let Some((missing, tools)) = missing_scopes(gate, &ctx.principal, &bytes) {
+        for tool in &tools {
+            gate.engine
+                .audit_unfinished_call(&ctx, tool, "insufficient_scope")
+                .await;
+        }
         return error_response(
             StatusCode::FORBIDDEN,
             "insufficient scope",
@@ -772,7 +809,8 @@ async fn admit_authenticated(
             )],
         );
     }
-    parts.extensions.insert::<Principal>(principal);
+    parts.extensions.insert::<Principal>(ctx.principal.clone());
+    parts.extensions.insert::<CallContext>(ctx);
     let mut response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -801,13 +839,19 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// For a `tools/call` (alone or in a batch) of a known tool the principal may not use, every
 /// scope it lacks. Unknown tools and other methods pass; the engine answers them.
-fn missing_scopes(gate: &Gate, principal: &Principal, body: &[u8]) -> Option<Vec<String>> {
+/// The scopes the tool calls in `body` need and `principal` lacks, and those calls' tools.
+fn missing_scopes(
+    gate: &Gate,
+    principal: &Principal,
+    body: &[u8],
+) -> Option<(Vec<String>, Vec<String>)> {
     let parsed: Value = serde_json::from_slice(body).ok()?;
     let messages = match parsed {
         Value::Array(items) => items,
         single => vec![single],
     };
     let mut missing: Vec<String> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
     for m in &messages {
         if m.get("method").and_then(Value::as_str) != Some("tools/call") {
             continue;
@@ -817,14 +861,18 @@ fn missing_scopes(gate: &Gate, principal: &Principal, body: &[u8]) -> Option<Vec
         };
         let known = gate.engine.tools().iter().any(|t| t.name == tool);
         if known {
-            for s in gate.engine.missing_scopes(principal, tool) {
+            let lacking = gate.engine.missing_scopes(principal, tool);
+            if !lacking.is_empty() {
+                refused.push(tool.to_string());
+            }
+            for s in lacking {
                 if !missing.contains(&s) {
                     missing.push(s);
                 }
             }
         }
     }
-    (!missing.is_empty()).then_some(missing)
+    (!missing.is_empty()).then_some((missing, refused))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 
 use crate::auth::Principal;
-use crate::engine::{Engine, Outcome, ToolSpec};
+use crate::engine::{CallContext, Engine, Outcome, ToolSpec};
 
 pub mod http;
 
@@ -59,6 +59,19 @@ impl PgwardServer {
                 .extensions
                 .get::<axum::http::request::Parts>()
                 .and_then(|parts| parts.extensions.get::<Principal>())
+                .cloned(),
+        }
+    }
+
+    /// The call's context: over stdio the session's principal and a fresh request id; over
+    /// HTTP what the gate put on the request.
+    fn call_context(&self, context: &RequestContext<RoleServer>) -> Option<CallContext> {
+        match &self.identity {
+            Identity::Fixed(_) => Some(self.engine.stdio_context()),
+            Identity::PerRequest => context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<CallContext>())
                 .cloned(),
         }
     }
@@ -138,7 +151,7 @@ impl ServerHandler for PgwardServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.unwrap_or_default();
-        let Some(principal) = self.principal(&context) else {
+        let Some(ctx) = self.call_context(&context) else {
             // The HTTP layer authenticates every request before it gets here; a request
             // without a principal is a wiring bug, refused.
             tracing::error!("tool call without an authenticated principal");
@@ -150,17 +163,23 @@ impl ServerHandler for PgwardServer {
         // Rescue: the call runs in its own task so that even a bug that panics becomes a
         // generic tool error and a log line, never a dropped connection or a stack trace.
         let guard = engine.begin_call();
+        let task_ctx = ctx.clone();
+        let task_name = name.clone();
         let handle = tokio::spawn(async move {
             let _running = guard;
             let cancelled = ct.cancelled_owned();
             engine
-                .call_as(&principal, &name, arguments, cancelled)
+                .call_as(&task_ctx, &task_name, arguments, cancelled)
                 .await
         });
         let outcome = match handle.await {
             Ok(outcome) => outcome,
             Err(e) => {
-                tracing::error!(error = %e, "tool call task failed");
+                tracing::error!(error = %e, request_id = %ctx.request_id, "tool call task failed");
+                // The call never reached its own audit event; record it here.
+                self.engine
+                    .audit_unfinished_call(&ctx, &name, crate::engine::codes::INTERNAL)
+                    .await;
                 Outcome {
                     text: "Internal error: the call failed; it has been logged.".into(),
                     structured: serde_json::json!({"error": {"code": "internal_error", "message": "the call failed"}}),

@@ -6,6 +6,7 @@
 //! the checked tree, or every violation with a stable [`Code`].
 
 mod check;
+pub mod fingerprint;
 mod functions;
 mod violation;
 

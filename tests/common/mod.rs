@@ -50,6 +50,8 @@ const ROLE_SQL: &str = include_str!("../../migrations/001_readonly_role.sql");
 /// A running, loaded cluster shared by the tests of one binary.
 pub struct Fixture {
     cluster: TempCluster,
+    /// Audit files of the in-process engines.
+    audit_dir: tempfile::TempDir,
 }
 
 static SHARED: Mutex<Weak<Fixture>> = Mutex::new(Weak::new());
@@ -94,7 +96,10 @@ impl Fixture {
         })
         .join()
         .expect("cluster setup thread");
-        Fixture { cluster }
+        Fixture {
+            cluster,
+            audit_dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -139,8 +144,22 @@ impl Fixture {
             .catalog(&offline.all_column_tables)
             .await
             .expect("catalog");
-        let settings = pgward::config::validate(&config, &catalog).expect("valid with catalog");
-        let engine = Arc::new(Engine::new(Arc::new(settings), db));
+        let mut settings = pgward::config::validate(&config, &catalog).expect("valid with catalog");
+        // In-process engines audit to a file of their own (not the test binary's stderr).
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        settings.audit.stderr = false;
+        settings.audit.file = Some(
+            self.audit_dir
+                .path()
+                .join(format!("audit-{n}.jsonl"))
+                .display()
+                .to_string(),
+        );
+        let audit = pgward::audit::sink::AuditLog::open(&settings.audit)
+            .await
+            .expect("audit log");
+        let engine = Arc::new(Engine::new(Arc::new(settings), db, Arc::new(audit)));
         engine.startup_checks().await.expect("start-up checks pass");
         engine
     }

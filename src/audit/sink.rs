@@ -1,0 +1,335 @@
+//! EDGE: where sealed audit events are written. One [`AuditLog`] per process seals each event
+//! into the chain ([`super::chain`]) and writes the same line to every configured sink, in
+//! order, before the call's answer leaves.
+//!
+//! - **stderr**: one JSON line per event.
+//! - **file**: JSON Lines, appended and flushed per event, created `0600`. When a write would
+//!   grow the file past `audit.file_max_bytes`, it is renamed to `<file>.1` (older ones shift
+//!   up to `audit.file_keep`) and a new file continues the same chain. The newest event's `seq`
+//!   and `hash` are kept in `<file>.head` (replaced atomically after each event), so deleting
+//!   the end of the log shows up in `pgward audit verify`.
+//!
+//! At start the chain resumes after the last event of the file (or of `<file>.1` when the file
+//! is empty). A file whose last line is incomplete, that ends before its recorded head, or
+//! whose last event does not verify stops start-up: pgward never writes on after a log it
+//! cannot vouch for.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
+
+use super::chain::{self, Chain, Head};
+use crate::config::types::{AuditConfig, FailurePolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit.file `{path}`: {reason}")]
+    File { path: String, reason: String },
+    #[error("audit chain: {0}")]
+    Chain(#[from] chain::ChainError),
+    #[error("audit stderr: {0}")]
+    Stderr(String),
+}
+
+struct FileSink {
+    path: PathBuf,
+    file: tokio::fs::File,
+    size: u64,
+    max_bytes: u64,
+    keep: u32,
+}
+
+struct State {
+    chain: Chain,
+    file: Option<FileSink>,
+    stderr: bool,
+}
+
+/// The process's audit log: the chain and its sinks.
+pub struct AuditLog {
+    state: tokio::sync::Mutex<State>,
+    policy: FailurePolicy,
+    failures: AtomicU64,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("policy", &self.policy)
+            .field("failures", &self.failures.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl AuditLog {
+    /// Opens the sinks and resumes the chain after the newest event already written.
+    pub async fn open(cfg: &AuditConfig) -> Result<Self, AuditError> {
+        let key = cfg.hmac_key.as_deref().map(str::as_bytes);
+        let (chain, file) = match &cfg.file {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let last = last_event(&path).await?;
+                let chain = match &last {
+                    Some(event) => Chain::resume(event, key).map_err(|e| file_error(&path, e))?,
+                    None => Chain::new(key)?,
+                };
+                let file = open_append(&path).await?;
+                let size = file
+                    .metadata()
+                    .await
+                    .map_err(|e| file_error(&path, e))?
+                    .len();
+                let sink = FileSink {
+                    path,
+                    file,
+                    size,
+                    max_bytes: cfg.file_max_bytes,
+                    keep: cfg.file_keep,
+                };
+                (chain, Some(sink))
+            }
+            None => (Chain::new(key)?, None),
+        };
+        Ok(Self {
+            state: tokio::sync::Mutex::new(State {
+                chain,
+                file,
+                stderr: cfg.stderr,
+            }),
+            policy: cfg.failure_policy,
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    pub fn policy(&self) -> FailurePolicy {
+        self.policy
+    }
+
+    /// Events that could not be written to every sink.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Seals `event` and writes it to every sink. On error the failure is counted and logged
+    /// (without the event); the caller applies the failure policy.
+    pub async fn record(&self, event: Map<String, Value>) -> Result<(), AuditError> {
+        let result = self.write(event).await;
+        if let Err(e) = &result {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "audit event not written");
+        }
+        result
+    }
+
+    async fn write(&self, event: Map<String, Value>) -> Result<(), AuditError> {
+        let mut state = self.state.lock().await;
+        let sealed = state.chain.seal(event)?;
+        let line = chain::encode_line(&sealed);
+        let head = state.chain.head().cloned();
+        let mut first_error = None;
+        if let Some(file) = state.file.as_mut()
+            && let Err(e) = file.append(line.as_bytes(), head.as_ref()).await
+        {
+            first_error.get_or_insert(e);
+        }
+        if state.stderr
+            && let Err(e) = write_stderr(line.as_bytes())
+        {
+            first_error.get_or_insert(e);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the file sink (if any) can be written now: for `/readyz`.
+    pub async fn writable(&self) -> bool {
+        let state = self.state.lock().await;
+        match &state.file {
+            Some(f) => tokio::fs::metadata(&f.path)
+                .await
+                .is_ok_and(|m| !m.permissions().readonly()),
+            None => true,
+        }
+    }
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> AuditError {
+    AuditError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn write_stderr(line: &[u8]) -> Result<(), AuditError> {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    err.write_all(line)
+        .and_then(|()| err.flush())
+        .map_err(|e| AuditError::Stderr(e.kind().to_string()))
+}
+
+async fn open_append(path: &Path) -> Result<tokio::fs::File, AuditError> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path).await.map_err(|e| file_error(path, e))
+}
+
+impl FileSink {
+    async fn append(&mut self, line: &[u8], head: Option<&Head>) -> Result<(), AuditError> {
+        let len = line.len() as u64;
+        if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
+            self.rotate().await?;
+        }
+        self.file
+            .write_all(line)
+            .await
+            .map_err(|e| file_error(&self.path, e))?;
+        self.file
+            .flush()
+            .await
+            .map_err(|e| file_error(&self.path, e))?;
+        self.size = self.size.saturating_add(len);
+        if let Some(head) = head {
+            write_head(&self.path, head).await?;
+        }
+        Ok(())
+    }
+
+    /// `<file>` becomes `<file>.1`, `<file>.1` becomes `<file>.2`, ... up to `keep`; the chain
+    /// continues in the new file.
+    async fn rotate(&mut self) -> Result<(), AuditError> {
+        let rotated = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        for n in (1..self.keep).rev() {
+            let from = rotated(n);
+            if tokio::fs::try_exists(&from).await.unwrap_or(false) {
+                tokio::fs::rename(&from, rotated(n + 1))
+                    .await
+                    .map_err(|e| file_error(&from, e))?;
+            }
+        }
+        tokio::fs::rename(&self.path, rotated(1))
+            .await
+            .map_err(|e| file_error(&self.path, e))?;
+        self.file = open_append(&self.path).await?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// `<file>.head`: the path of the recorded head.
+pub fn head_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.head", path.display()))
+}
+
+async fn write_head(path: &Path, head: &Head) -> Result<(), AuditError> {
+    let target = head_path(path);
+    let tmp = PathBuf::from(format!("{}.tmp", target.display()));
+    let text = serde_json::to_string(head).map_err(|e| file_error(&target, e))?;
+    tokio::fs::write(&tmp, text)
+        .await
+        .map_err(|e| file_error(&tmp, e))?;
+    tokio::fs::rename(&tmp, &target)
+        .await
+        .map_err(|e| file_error(&target, e))
+}
+
+/// Reads the recorded head of `path`, if there is one.
+pub async fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
+    let target = head_path(path);
+    match tokio::fs::read_to_string(&target).await {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|_| file_error(&target, "not a recorded head")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_error(&target, e)),
+    }
+}
+
+/// The last [`TAIL_BYTES`] of a file (enough for its last event; the whole file is never
+/// read into memory).
+const TAIL_BYTES: u64 = 1024 * 1024;
+
+async fn read_tail(path: &Path) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let start = len.saturating_sub(TAIL_BYTES);
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).await?;
+    // A window that starts mid-line keeps only whole lines (and so never a split character).
+    if start > 0 {
+        let cut = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
+        bytes.drain(..cut);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// The newest event already written: the last line of `path`, or of `<path>.1` when `path` is
+/// empty or missing. Refuses a torn last line and a log that ends before its recorded head.
+async fn last_event(path: &Path) -> Result<Option<Map<String, Value>>, AuditError> {
+    let mut last = None;
+    for candidate in [
+        path.to_path_buf(),
+        PathBuf::from(format!("{}.1", path.display())),
+    ] {
+        let text = match read_tail(&candidate).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(file_error(&candidate, e)),
+        };
+        if text.is_empty() {
+            continue;
+        }
+        if !text.ends_with('\n') {
+            return Err(file_error(
+                &candidate,
+                "the last line is incomplete (a torn write?); check it with `pgward audit verify` and move the file aside",
+            ));
+        }
+        let line = text
+            .trim_end_matches('\n')
+            .rsplit('\n')
+            .next()
+            .unwrap_or("");
+        match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(event)) => {
+                last = Some(event);
+                break;
+            }
+            _ => {
+                return Err(file_error(
+                    &candidate,
+                    "the last line is not an audit event; check it with `pgward audit verify`",
+                ));
+            }
+        }
+    }
+    if let Some(head) = read_head(path).await? {
+        let seq = last
+            .as_ref()
+            .and_then(|e| e.get("seq"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if seq < head.seq {
+            return Err(file_error(
+                path,
+                format!(
+                    "the log ends at seq {seq} but its recorded head is seq {}: events were deleted; check it with `pgward audit verify`",
+                    head.seq
+                ),
+            ));
+        }
+    }
+    Ok(last)
+}
