@@ -25,6 +25,8 @@ pub enum AppError {
     #[error("{0}")]
     Audit(#[from] AuditError),
     #[error("{0}")]
+    Admin(String),
+    #[error("{0}")]
     Demo(String),
 }
 
@@ -56,6 +58,70 @@ pub async fn build_engine_from(cfg: config::Config) -> Result<Arc<Engine>, AppEr
 /// client leaves. Either way until a signal arrives.
 pub async fn serve(path: &Path) -> Result<(), AppError> {
     let engine = build_engine(path).await?;
+    let admin = start_admin(&engine).await?;
+    let result = serve_engine(engine).await;
+    if let Some(task) = admin {
+        task.abort();
+    }
+    result
+}
+
+/// `/readyz`: the database answers and the audit log can be written.
+struct Ready(Arc<Engine>);
+
+impl crate::admin::Readiness for Ready {
+    fn checks(&self) -> Vec<(&'static str, crate::admin::CheckFuture<'_>)> {
+        use crate::admin::CheckStatus;
+        vec![
+            (
+                "database",
+                Box::pin(async move {
+                    if self.0.database_ready().await {
+                        CheckStatus::Ok
+                    } else {
+                        CheckStatus::Failed("unreachable")
+                    }
+                }),
+            ),
+            (
+                "audit",
+                Box::pin(async move {
+                    if self.0.audit().writable().await {
+                        CheckStatus::Ok
+                    } else {
+                        CheckStatus::Failed("unwritable")
+                    }
+                }),
+            ),
+        ]
+    }
+}
+
+/// Binds the admin listener when `[admin]` is configured (a bad address stops start-up) and
+/// serves it in the background.
+async fn start_admin(
+    engine: &Arc<Engine>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, AppError> {
+    let Some(cfg) = engine.settings().admin.clone() else {
+        return Ok(None);
+    };
+    let listener = crate::admin::AdminListener::bind(&cfg)
+        .await
+        .map_err(|e| AppError::Admin(e.to_string()))?;
+    tracing::info!(address = %listener.local_addr(), "admin listener (/metrics, /healthz, /readyz)");
+    let metrics = Arc::clone(engine.metrics());
+    let ready: Arc<dyn crate::admin::Readiness> = Arc::new(Ready(Arc::clone(engine)));
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = listener
+            .serve(metrics, ready, std::future::pending::<()>())
+            .await
+        {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    })))
+}
+
+async fn serve_engine(engine: Arc<Engine>) -> Result<(), AppError> {
     let s = engine.settings();
     if let Some(http) = s.http.clone() {
         let auth = Arc::new(build_authenticator(&s.auth, &http.public_url)?);

@@ -27,6 +27,14 @@ fn example_config_loads_and_validates() {
     assert_eq!(settings.tools.len(), 1);
     assert_eq!(settings.policy.max_rows, 1000);
     assert_eq!(settings.policy.schemas, vec!["public".to_string()]);
+    assert_eq!(
+        settings.audit.file.as_deref(),
+        Some("/var/log/pgward/audit.jsonl")
+    );
+    assert_eq!(
+        settings.admin.as_ref().map(|a| a.listen.as_str()),
+        Some("127.0.0.1:9090")
+    );
     let tool = &settings.tools[0];
     assert_eq!(tool.name, "orders_for_customer");
     assert_eq!(
@@ -176,6 +184,52 @@ fn tls_settings_are_consistent() {
             "http.tls: set either http.tls (pgward terminates TLS) or http.tls_terminated_by_proxy, not both",
             "http.public_url: `http://127.0.0.1/mcp` must be https:// when pgward serves TLS",
         ]
+    );
+}
+
+#[test]
+fn audit_and_admin_settings_are_checked() {
+    let base =
+        "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n";
+    let bad = format!(
+        "{base}[audit]\nstderr = false\nfile_max_bytes = 10\nfile_keep = 0\nfailure_policy = \"fail_closed\"\n\
+         [admin]\nlisten = \"0.0.0.0:9090\"\n"
+    );
+    let problems = validate(&parse(&bad).unwrap(), &BTreeMap::new()).unwrap_err();
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        problems[0].starts_with("audit: no sink is configured"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        problems[1],
+        "audit.file_max_bytes: must be at least 65536, got 10"
+    );
+    assert_eq!(
+        problems[2],
+        "audit.file_keep: must be between 1 and 1000, got 0"
+    );
+    assert!(
+        problems[3].starts_with("admin.listen: `0.0.0.0:9090`"),
+        "{problems:?}"
+    );
+    // Secrets of the audit section come from the environment only.
+    let literal = format!("{base}[audit]\nhmac_key = \"a-literal-key-0123456789abcdef0123\"\n");
+    let err = resolve_env(parse(&literal).unwrap(), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("audit.hmac_key: write it as `${ENV_VAR}`"),
+        "{err}"
+    );
+    assert!(!err.contains("a-literal-key"), "{err}");
+    // An unknown policy names the value.
+    let policy = format!("{base}[audit]\nfailure_policy = \"best_effort\"\n");
+    assert!(
+        parse(&policy)
+            .unwrap_err()
+            .to_string()
+            .contains("best_effort")
     );
 }
 

@@ -33,6 +33,17 @@ pub enum AuditError {
     Stderr(String),
 }
 
+impl AuditError {
+    /// The sink that failed, as a metrics label.
+    pub fn sink(&self) -> &'static str {
+        match self {
+            AuditError::File { .. } => "file",
+            AuditError::Chain(_) => "chain",
+            AuditError::Stderr(_) => "stderr",
+        }
+    }
+}
+
 struct FileSink {
     path: PathBuf,
     file: tokio::fs::File,
@@ -52,6 +63,8 @@ pub struct AuditLog {
     state: tokio::sync::Mutex<State>,
     policy: FailurePolicy,
     failures: AtomicU64,
+    /// Whether the last event was written to every sink.
+    healthy: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -100,6 +113,7 @@ impl AuditLog {
             }),
             policy: cfg.failure_policy,
             failures: AtomicU64::new(0),
+            healthy: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -116,6 +130,7 @@ impl AuditLog {
     /// (without the event); the caller applies the failure policy.
     pub async fn record(&self, event: Map<String, Value>) -> Result<(), AuditError> {
         let result = self.write(event).await;
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
         if let Err(e) = &result {
             self.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "audit event not written");
@@ -145,13 +160,14 @@ impl AuditLog {
         }
     }
 
-    /// Whether the file sink (if any) can be written now: for `/readyz`.
+    /// For `/readyz`: the last event reached every sink, and the file (if any) is still there.
     pub async fn writable(&self) -> bool {
+        if !self.healthy.load(Ordering::Relaxed) {
+            return false;
+        }
         let state = self.state.lock().await;
         match &state.file {
-            Some(f) => tokio::fs::metadata(&f.path)
-                .await
-                .is_ok_and(|m| !m.permissions().readonly()),
+            Some(f) => tokio::fs::try_exists(&f.path).await.unwrap_or(false),
             None => true,
         }
     }

@@ -33,6 +33,9 @@ pub struct Config {
     pub scopes: ScopesConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`); off unless configured.
+    #[serde(default)]
+    pub admin: Option<crate::admin::AdminConfig>,
     /// Keys the file holds that pgward does not know, as dotted paths; any of them stops
     /// start-up.
     #[serde(skip)]

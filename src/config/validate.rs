@@ -95,6 +95,7 @@ pub struct Settings {
     pub http: Option<HttpConfig>,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
+    pub admin: Option<crate::admin::AdminConfig>,
 }
 
 /// Validates `config`. `catalog` gives the real column list of tables declared with
@@ -352,6 +353,17 @@ pub fn validate(
         validate_http(http, config, &mut problems);
     }
     validate_audit(&config.audit, &mut problems);
+    if let Some(admin) = &config.admin {
+        problems.extend(admin.validate());
+        if let Some(http) = &config.http
+            && admin.listen == http.listen
+        {
+            problems.push(format!(
+                "admin.listen: `{}` is also http.listen; the admin listener needs its own port",
+                admin.listen
+            ));
+        }
+    }
 
     match redactor {
         Some(redactor) if problems.is_empty() => Ok(Settings {
@@ -368,6 +380,7 @@ pub fn validate(
             http: config.http.clone(),
             auth: config.auth.clone(),
             audit: config.audit.clone(),
+            admin: config.admin.clone(),
         }),
         _ => Err(problems),
     }

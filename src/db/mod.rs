@@ -155,6 +155,24 @@ impl Database {
         })
     }
 
+    /// The pool's size, idle connections and callers waiting for one (for `/metrics`).
+    pub fn pool_status(&self) -> crate::metrics::PoolStatus {
+        let s = self.pool.status();
+        crate::metrics::PoolStatus {
+            size: s.size as u64,
+            available: s.available as u64,
+            waiters: s.waiting as u64,
+        }
+    }
+
+    /// Whether the database answers now, through the pool (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        match self.pool.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
     /// Takes a pooled connection and opens pgward's read-only transaction on it.
     async fn open(&self) -> Result<Session, DbError> {
         let object = self

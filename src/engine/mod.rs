@@ -10,11 +10,12 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use crate::audit::event::{self, Caller, Decision, SqlRecord, ToolCall};
-use crate::audit::sink::AuditLog;
+use crate::audit::sink::{AuditError, AuditLog};
 use crate::auth::Principal;
 use crate::config::types::FailurePolicy;
 use crate::config::{ParamType, Settings, ToolDef};
 use crate::db::{CallLimits, Database, DbError};
+use crate::metrics::{self, Metrics};
 use crate::policy::{Columns, QualifiedName};
 use crate::sql::{self, Code, ParamMode, Violation};
 
@@ -72,6 +73,16 @@ impl CallContext {
     }
 }
 
+/// The names of every tool a config defines (built-ins first): the only tool labels metrics
+/// use.
+fn tool_names(settings: &Settings) -> Vec<String> {
+    ["query", "list_tables", "describe_table"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(settings.tools.iter().map(|t| t.name.clone()))
+        .collect()
+}
+
 /// A fresh request id (96 random bits, hex).
 pub fn request_id() -> String {
     random_token()
@@ -86,6 +97,7 @@ pub struct Engine {
     settings: Arc<Settings>,
     db: Database,
     audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
     /// The stdio session's id (one session per process).
     stdio_session: String,
     pub counters: Counters,
@@ -136,10 +148,14 @@ impl Engine {
             &settings.stdio_principal,
             settings.stdio_scopes.iter().cloned(),
         );
+        let metrics = Arc::new(Metrics::new(&tool_names(&settings)));
+        let probe_db = db.clone();
+        metrics.set_pool_probe(Box::new(move || probe_db.pool_status()));
         Self {
             settings,
             db,
             audit,
+            metrics,
             stdio_session: random_token(),
             counters: Counters::default(),
             stdio,
@@ -286,6 +302,25 @@ impl Engine {
         &self.audit
     }
 
+    /// The process's metrics, for the admin listener.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the database answers now (for `/readyz`).
+    pub async fn database_ready(&self) -> bool {
+        self.db.ping().await
+    }
+
+    /// Writes an event, counting a failure by sink for `/metrics`.
+    async fn record(&self, event: Map<String, Value>) -> Result<(), AuditError> {
+        let result = self.audit.record(event).await;
+        if let Err(e) = &result {
+            self.metrics.audit_sink_failure(e.sink());
+        }
+        result
+    }
+
     /// Audits a request the transport refused (failed authentication, a rate limit). The
     /// request is refused whatever happens to the event.
     pub async fn audit_refused_request(
@@ -303,10 +338,16 @@ impl Engine {
             session_id: None,
         };
         let event = match kind {
-            RefusedRequest::AuthFailure => event::auth_failure(&timestamp(), &caller, reason),
-            RefusedRequest::RateLimited => event::rate_limited(&timestamp(), &caller, reason),
+            RefusedRequest::AuthFailure => {
+                self.metrics.auth_failure(reason);
+                event::auth_failure(&timestamp(), &caller, reason)
+            }
+            RefusedRequest::RateLimited => {
+                self.metrics.rate_limited(reason);
+                event::rate_limited(&timestamp(), &caller, reason)
+            }
         };
-        let _ = self.audit.record(event).await;
+        let _ = self.record(event).await;
     }
 
     /// Audits a tool call that never finished the pipeline: refused by the transport first
@@ -324,10 +365,27 @@ impl Engine {
             response_bytes: 0,
             duration_ms: 0,
         };
+        self.count(&call);
         let _ = self
-            .audit
             .record(event::tool_call(&timestamp(), &ctx.caller(), &call))
             .await;
+    }
+
+    fn count(&self, call: &ToolCall<'_>) {
+        let outcome = match call.decision {
+            Decision::Success => metrics::Outcome::Success,
+            Decision::Denied => metrics::Outcome::Denied,
+            Decision::Error => metrics::Outcome::Error,
+        };
+        let codes: Vec<&str> = call.codes.iter().map(String::as_str).collect();
+        self.metrics.call(
+            call.tool,
+            outcome,
+            &codes,
+            std::time::Duration::from_millis(call.duration_ms),
+            call.rows,
+            call.response_bytes,
+        );
     }
 
     /// Runs one tool call as the stdio principal.
@@ -441,12 +499,11 @@ impl Engine {
             duration_ms: started.elapsed().as_millis() as u64,
             codes,
         };
+        self.count(&call);
         let event = event::tool_call(&timestamp(), &ctx.caller(), &call);
         // INVARIANT: one audit event per call, allowed or refused, written before the answer
         // leaves; under `fail_closed` an answer whose event could not be written never leaves.
-        if self.audit.record(event).await.is_err()
-            && self.audit.policy() == FailurePolicy::FailClosed
-        {
+        if self.record(event).await.is_err() && self.audit.policy() == FailurePolicy::FailClosed {
             outcome = refusal(
                 codes::AUDIT_UNAVAILABLE,
                 "the call could not be recorded in the audit log, so its result is withheld; try again later",
