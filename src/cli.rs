@@ -11,8 +11,18 @@ use clap::{Parser, Subcommand};
     about = "A security-first MCP server for read-only PostgreSQL access"
 )]
 pub struct Cli {
+    /// Log line format on stderr: `text` or `json` (one object per line). Also
+    /// `PGWARD_LOG_FORMAT`.
+    #[arg(long, global = true, env = "PGWARD_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

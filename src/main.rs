@@ -4,18 +4,26 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgward::cli::{AuditCommand, Cli, Command, ConfigCommand};
+use pgward::cli::{AuditCommand, Cli, Command, ConfigCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PGWARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // One JSON object per line, with the fields of the enclosing spans (the request id of
+        // a tool call), so log lines join the audit event of their call.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     match cli.command {
         Command::Check { config, sql } => match pgward::app::check(&config, &sql) {
             Ok(Ok(canonical)) => {

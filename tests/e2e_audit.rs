@@ -517,3 +517,63 @@ async fn http_refusals_are_audited_without_credentials() {
     }
     assert_eq!(verify(&[file.to_str().unwrap()]).0, 0);
 }
+
+#[tokio::test]
+async fn json_log_lines_carry_the_request_id_of_their_audit_event() {
+    use rmcp::ServiceExt;
+    use tokio::io::AsyncReadExt;
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let (cfg_dir, cfg) = f.write_config(&TestConfig {
+        extra: format!(
+            "[audit]\nstderr = true\nfile = \"{}\"\nfailure_policy = \"fail_open\"\n",
+            file.display()
+        ),
+        ..TestConfig::default()
+    });
+    let mut child = http::pgward_command(&["serve", "--config", cfg.to_str().unwrap()])
+        .env("PGWARD_LOG_FORMAT", "json")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let mut stderr = child.stderr.take().unwrap();
+    let client = ().serve((stdout, stdin)).await.unwrap();
+    // Break the file sink: the call is still served (fail_open), its event still reaches
+    // stderr, and the error is logged inside the call.
+    let head = file.with_extension("jsonl.head");
+    client
+        .call_tool(rmcp::model::CallToolRequestParams::new("list_tables"))
+        .await
+        .unwrap();
+    std::fs::remove_file(&head).unwrap();
+    std::fs::create_dir(&head).unwrap();
+    client
+        .call_tool(rmcp::model::CallToolRequestParams::new("list_tables"))
+        .await
+        .unwrap();
+    client.cancel().await.unwrap();
+    let _ = child.kill().await;
+    drop(cfg_dir);
+    let mut text = String::new();
+    stderr.read_to_string(&mut text).await.unwrap();
+    // Every stderr line is JSON: log lines and audit events alike.
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let events: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "tool_call").collect();
+    assert_eq!(events.len(), 2, "{text}");
+    let failure = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "audit event not written")
+        .unwrap_or_else(|| panic!("no failure log line: {text}"));
+    assert_eq!(failure["level"], json!("ERROR"));
+    assert_eq!(
+        failure["span"]["request_id"], events[1]["request_id"],
+        "{text}"
+    );
+}

@@ -13,6 +13,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use tracing::Instrument;
 
 use crate::auth::Principal;
 use crate::engine::{CallContext, Engine, Outcome, ToolSpec};
@@ -165,13 +166,18 @@ impl ServerHandler for PgwardServer {
         let guard = engine.begin_call();
         let task_ctx = ctx.clone();
         let task_name = name.clone();
-        let handle = tokio::spawn(async move {
-            let _running = guard;
-            let cancelled = ct.cancelled_owned();
-            engine
-                .call_as(&task_ctx, &task_name, arguments, cancelled)
-                .await
-        });
+        // Every log line of the call carries its request id, which its audit event holds too.
+        let span = tracing::info_span!("call", request_id = %ctx.request_id);
+        let handle = tokio::spawn(
+            async move {
+                let _running = guard;
+                let cancelled = ct.cancelled_owned();
+                engine
+                    .call_as(&task_ctx, &task_name, arguments, cancelled)
+                    .await
+            }
+            .instrument(span),
+        );
         let outcome = match handle.await {
             Ok(outcome) => outcome,
             Err(e) => {
