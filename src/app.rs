@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::audit::sink::{AuditError, AuditLog};
 use crate::auth::config::AuthConfig;
 use crate::auth::jwks::JwksFetcher;
+use crate::auth::live::{Credentials, LiveAuth};
 use crate::auth::{Authenticator, IssuerKeys};
 use crate::config::{self, ConfigError, Settings};
 use crate::db::{Database, DbError};
@@ -59,7 +60,7 @@ pub async fn build_engine_from(cfg: config::Config) -> Result<Arc<Engine>, AppEr
 pub async fn serve(path: &Path) -> Result<(), AppError> {
     let engine = build_engine(path).await?;
     let admin = start_admin(&engine).await?;
-    let result = serve_engine(engine).await;
+    let result = serve_engine(engine, path).await;
     if let Some(task) = admin {
         task.abort();
     }
@@ -121,28 +122,154 @@ async fn start_admin(
     })))
 }
 
-async fn serve_engine(engine: Arc<Engine>) -> Result<(), AppError> {
+async fn serve_engine(engine: Arc<Engine>, path: &Path) -> Result<(), AppError> {
     let s = engine.settings();
     if let Some(http) = s.http.clone() {
-        let auth = Arc::new(build_authenticator(&s.auth, &http.public_url)?);
-        let jwks =
-            Arc::new(JwksFetcher::new(&s.auth, auth.jwks_handles()).map_err(ConfigError::Invalid)?);
-        jwks.fetch_all().await.map_err(ConfigError::Invalid)?;
+        let auth = LiveAuth::new(build_credentials(&s.auth, &http.public_url).await?);
         tracing::info!(
             tables = s.policy.tables.len(),
             tools = s.tools.len(),
-            issuers = auth.issuers().len(),
+            issuers = auth.current().verify.issuers().len(),
             "pgward starting Streamable HTTP"
         );
-        mcp::http::serve_http(engine, auth, jwks, http, shutdown_signal()).await?;
-        return Ok(());
+        let reloads = tokio::spawn(reload_on_signal(
+            path.to_path_buf(),
+            Arc::clone(&engine),
+            Some(Arc::clone(&auth)),
+        ));
+        let result = mcp::http::serve_http(engine, auth, http, shutdown_signal()).await;
+        reloads.abort();
+        return Ok(result?);
     }
     tracing::info!(
         tables = s.policy.tables.len(),
         tools = s.tools.len(),
         "pgward serving MCP over stdio"
     );
-    mcp::serve_stdio(engine, shutdown_signal()).await?;
+    let reloads = tokio::spawn(reload_on_signal(
+        path.to_path_buf(),
+        Arc::clone(&engine),
+        None,
+    ));
+    let result = mcp::serve_stdio(engine, shutdown_signal()).await;
+    reloads.abort();
+    Ok(result?)
+}
+
+/// The authenticator (key files read) and the JWKS fetcher (every set fetched) of a config.
+pub async fn build_credentials(auth: &AuthConfig, audience: &str) -> Result<Credentials, AppError> {
+    let verify = Arc::new(build_authenticator(auth, audience)?);
+    let jwks =
+        Arc::new(JwksFetcher::new(auth, verify.jwks_handles()).map_err(ConfigError::Invalid)?);
+    jwks.fetch_all().await.map_err(ConfigError::Invalid)?;
+    Ok(Credentials { verify, jwks })
+}
+
+/// Reloads the config on SIGHUP, and when `server.watch_config` is set, whenever the file
+/// changes (checked every [`WATCH_INTERVAL`]).
+async fn reload_on_signal(
+    path: std::path::PathBuf,
+    engine: Arc<Engine>,
+    auth: Option<Arc<LiveAuth>>,
+) {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by signal is off");
+            None
+        }
+    };
+    let mut stamp = modified(&path);
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let trigger = tokio::select! {
+            () = hangup => "signal",
+            _ = tick.tick() => {
+                let now = modified(&path);
+                if !engine.settings().watch_config || now == stamp {
+                    continue;
+                }
+                "file change"
+            }
+        };
+        match reload(&path, &engine, auth.as_deref()).await {
+            Ok(()) => {
+                engine.metrics().reload(true);
+                tracing::info!(trigger, "config reloaded; new calls use it");
+            }
+            Err(problems) => {
+                engine.metrics().reload(false);
+                tracing::error!(
+                    trigger,
+                    problems = %problems.join("; "),
+                    "config reload failed; the running config stays"
+                );
+            }
+        }
+        stamp = modified(&path);
+    }
+}
+
+/// How often `server.watch_config` looks at the file.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Loads the config at `path` again and, when it is valid (against the database too: catalog,
+/// posture, lookup tools) and changes nothing that needs a restart, makes it the config of
+/// every call and request from now on. Otherwise nothing changes; every problem is returned.
+pub async fn reload(
+    path: &Path,
+    engine: &Engine,
+    auth: Option<&LiveAuth>,
+) -> Result<(), Vec<String>> {
+    let invalid = |e: ConfigError| match e {
+        ConfigError::Invalid(problems) => problems,
+        other => vec![other.to_string()],
+    };
+    let cfg = config::load(path).map_err(invalid)?;
+    let offline = config::validate(&cfg, &BTreeMap::new())?;
+    let catalog = engine
+        .catalog(&offline.all_column_tables)
+        .await
+        .map_err(|e| vec![e.to_string()])?;
+    let settings = config::validate(&cfg, &catalog)?;
+    engine
+        .check_against_database(&settings)
+        .await
+        .map_err(|e| vec![e.to_string()])?;
+    // Built (and fetched) before anything is swapped, so a bad key file or an unreachable
+    // JWKS URL leaves the running config in force.
+    let credentials = match (auth, &settings.http) {
+        (Some(_), Some(http)) => Some(
+            build_credentials(&settings.auth, &http.public_url)
+                .await
+                .map_err(|e| match e {
+                    AppError::Config(c) => invalid(c),
+                    other => vec![other.to_string()],
+                })?,
+        ),
+        _ => None,
+    };
+    engine.replace_settings(settings)?;
+    if let (Some(live), Some(c)) = (auth, credentials) {
+        live.replace(c);
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod jwks;
+pub mod live;
 pub mod mtls;
 pub mod verify;
 

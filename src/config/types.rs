@@ -43,7 +43,7 @@ pub struct Config {
 }
 
 /// Where audit events go, and what happens when they cannot be written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct AuditConfig {
     /// Write each event as one JSON line to stderr.
@@ -93,6 +93,8 @@ pub struct ServerConfig {
     pub name: String,
     /// The principal recorded for stdio sessions.
     pub stdio_principal: String,
+    /// Reload the config when the file changes (besides on SIGHUP).
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -100,11 +102,12 @@ impl Default for ServerConfig {
         Self {
             name: "pgward".into(),
             stdio_principal: "stdio:local".into(),
+            watch_config: false,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DatabaseConfig {
     /// Connection URL; write secrets as `${ENV_VAR}`.
     pub url: String,
@@ -187,7 +190,7 @@ pub enum ColumnsConfig {
     List(Vec<String>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct HttpConfig {
     /// Address to listen on.
@@ -228,7 +231,7 @@ pub struct HttpConfig {
     pub tls: Option<TlsConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TlsConfig {
     /// PEM file with the certificate chain, leaf first.
     pub cert_file: String,

@@ -96,6 +96,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub admin: Option<crate::admin::AdminConfig>,
+    /// Reload the config when its file changes.
+    pub watch_config: bool,
 }
 
 /// Validates `config`. `catalog` gives the real column list of tables declared with
@@ -381,6 +383,7 @@ pub fn validate(
             auth: config.auth.clone(),
             audit: config.audit.clone(),
             admin: config.admin.clone(),
+            watch_config: config.server.watch_config,
         }),
         _ => Err(problems),
     }

@@ -30,23 +30,20 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use super::{McpServeError, PgwardServer};
-use crate::auth::jwks::JwksFetcher;
+use crate::auth::live::LiveAuth;
 use crate::auth::mtls::{self, PeerCertificate};
-use crate::auth::{AuthFailure, Authenticator, Principal};
+use crate::auth::{AuthFailure, Principal};
 use crate::config::types::{HttpConfig, TlsConfig};
 use crate::engine::{CallContext, Engine, RefusedRequest, request_id};
 
 /// Everything the gate needs, shared by all requests.
 struct Gate {
     engine: Arc<Engine>,
-    auth: Arc<Authenticator>,
-    /// Refetches `jwks_url` key sets when a token names an unknown `kid`.
-    jwks: Arc<JwksFetcher>,
+    /// The credentials in force (a config reload swaps them).
+    auth: Arc<LiveAuth>,
     cfg: HttpConfig,
     /// URL of this resource's RFC 9728 metadata.
     metadata_url: String,
-    /// The scope a client needs to get started (named in 401 challenges).
-    base_scope: String,
     per_principal: DefaultKeyedRateLimiter<String>,
     global: DefaultDirectRateLimiter,
     failed_auth: FailedAuth,
@@ -171,8 +168,7 @@ fn nonzero(n: u32) -> NonZeroU32 {
 /// HTTPS (rustls) and sets HSTS on every response.
 pub async fn serve_http(
     engine: Arc<Engine>,
-    auth: Arc<Authenticator>,
-    jwks: Arc<JwksFetcher>,
+    auth: Arc<LiveAuth>,
     cfg: HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), McpServeError> {
@@ -197,10 +193,9 @@ pub async fn serve_http(
         "pgward serving MCP over Streamable HTTP"
     );
     let max_connections = cfg.max_connections;
-    let refresher = tokio::spawn(Arc::clone(&jwks).refresh_periodically(std::future::pending()));
-    let app = router(Arc::clone(&engine), auth, jwks, cfg);
+    let app = router(Arc::clone(&engine), Arc::clone(&auth), cfg);
     let result = serve_connections(listener, tls, app, max_connections, shutdown).await;
-    refresher.abort();
+    auth.stop();
     // Calls whose HTTP request timed out may still be finishing (and auditing): give them the
     // drain time too, so every call's audit event is written before the process exits.
     engine.wait_idle(DRAIN_TIMEOUT).await;
@@ -346,24 +341,12 @@ async fn serve_connections(
 }
 
 /// The routes: the MCP endpoint behind the gate, and the protected resource metadata.
-pub fn router(
-    engine: Arc<Engine>,
-    auth: Arc<Authenticator>,
-    jwks: Arc<JwksFetcher>,
-    cfg: HttpConfig,
-) -> Router {
+pub fn router(engine: Arc<Engine>, auth: Arc<LiveAuth>, cfg: HttpConfig) -> Router {
     let metadata_path = format!("/.well-known/oauth-protected-resource{}", cfg.path);
     let gate_tls = cfg.tls.is_some();
     let origin = url_origin(&cfg.public_url);
-    let scopes = &engine.settings().scopes;
-    let base_scope = scopes
-        .tools
-        .get("query")
-        .cloned()
-        .unwrap_or_else(|| "db:read".into());
     let gate = Arc::new(Gate {
         metadata_url: format!("{origin}{metadata_path}"),
-        base_scope,
         per_principal: RateLimiter::keyed(
             Quota::per_second(nonzero(cfg.rate_per_principal))
                 .allow_burst(nonzero(cfg.burst_per_principal)),
@@ -380,7 +363,6 @@ pub fn router(
         in_flight: Mutex::new(HashMap::new()),
         engine: Arc::clone(&engine),
         auth,
-        jwks,
         cfg: cfg.clone(),
     });
     let mcp_engine = Arc::clone(&engine);
@@ -394,11 +376,12 @@ pub fn router(
             .with_allowed_origins(cfg.allowed_origins.clone())
             .with_max_request_body_bytes(cfg.max_body_bytes),
     );
-    let metadata = Arc::new(protected_resource_metadata(&engine, &cfg));
+    // Built per request: a config reload may change the scopes.
     let meta_handler = {
-        let metadata = Arc::clone(&metadata);
+        let engine = Arc::clone(&engine);
+        let cfg = cfg.clone();
         move || {
-            let body = metadata.as_ref().clone();
+            let body = protected_resource_metadata(&engine, &cfg);
             async move { (secure_headers(), axum::Json(body)) }
         }
     };
@@ -488,9 +471,19 @@ fn retry_after(wait: Duration) -> (header::HeaderName, String) {
 
 impl Gate {
     fn challenge(&self, failure: Option<AuthFailure>) -> Response {
+        // The scope a client needs to get started (the `query` tool's, under the config in
+        // force now).
+        let base_scope = self
+            .engine
+            .settings()
+            .scopes
+            .tools
+            .get("query")
+            .cloned()
+            .unwrap_or_else(|| "db:read".into());
         let mut value = format!(
             "Bearer resource_metadata=\"{}\", scope=\"{}\"",
-            self.metadata_url, self.base_scope
+            self.metadata_url, base_scope
         );
         if failure.is_some_and(|f| f != AuthFailure::Missing) {
             value.push_str(", error=\"invalid_token\"");
@@ -687,17 +680,19 @@ async fn admit_authenticated(
         .flatten();
     // An Authorization header, when sent, is the credential; otherwise a verified client
     // certificate is.
+    let creds = gate.auth.current();
     let principal = match (credential, peer_cert) {
-        (None, Some(cert)) => gate
-            .auth
+        (None, Some(cert)) => creds
+            .verify
             .authenticate_client_cert(cert.common_name.as_deref()),
         (None, None) => Err(AuthFailure::Missing),
         (Some(None), _) => Err(AuthFailure::Malformed),
         (Some(Some(c)), _) => {
-            let mut result = gate.auth.authenticate(c, now_unix());
+            let mut result = creds.verify.authenticate(c, now_unix());
             // The provider may have rotated its keys since the last fetch.
-            if result == Err(AuthFailure::UnknownKey) && gate.jwks.refetch_for_unknown_key().await {
-                result = gate.auth.authenticate(c, now_unix());
+            if result == Err(AuthFailure::UnknownKey) && creds.jwks.refetch_for_unknown_key().await
+            {
+                result = creds.verify.authenticate(c, now_unix());
             }
             result
         }

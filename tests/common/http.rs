@@ -539,6 +539,15 @@ impl HttpServer {
     pub async fn start(f: &Fixture, knobs: Knobs) -> HttpServer {
         let port = free_port();
         let (dir, path) = write_http_config(f, port, &knobs);
+        Self::start_with(port, dir, &path).await
+    }
+
+    /// Serves the config at `path` (written for `port`, living in `dir`).
+    pub async fn start_with(
+        port: u16,
+        dir: tempfile::TempDir,
+        path: &std::path::Path,
+    ) -> HttpServer {
         let mut child = pgward_command(&["serve", "--config", path.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -326,7 +326,9 @@ pub fn spawn_pgward(path: &Path) -> (tokio::process::Child, Arc<Mutex<String>>) 
 }
 
 impl Server {
-    async fn spawn(dir: tempfile::TempDir, path: &Path) -> Server {
+    /// Spawns `pgward serve --config <path>` (the file lives in `dir`, kept while the server
+    /// runs) and connects an MCP client.
+    pub async fn spawn(dir: tempfile::TempDir, path: &Path) -> Server {
         let (mut child, stderr) = spawn_pgward(path);
         let stdout = child.stdout.take().expect("stdout pipe");
         let stdin = child.stdin.take().expect("stdin pipe");
