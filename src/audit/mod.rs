@@ -8,7 +8,10 @@
 //!   and bounded, SQL normalized.
 //! - [`sink`]: EDGE. The audit log: seals each event and writes it to stderr and/or a rotated
 //!   JSON Lines file before the answer leaves.
+//! - [`postgres`]: EDGE. The PostgreSQL sink: an INSERT-only role appending each sealed line to
+//!   `pgward_audit.events` (schema in `migrations/002_audit.sql`), and reading it back to verify.
 
 pub mod chain;
 pub mod event;
+pub mod postgres;
 pub mod sink;
