@@ -347,6 +347,8 @@ pub fn check(path: &Path, sql_text: &str) -> Result<Result<String, Vec<String>>,
 pub struct VerifyRequest {
     /// Oldest first.
     pub files: Vec<std::path::PathBuf>,
+    /// Verify the PostgreSQL table at this URL instead of files.
+    pub postgres_url: Option<String>,
     /// The chain's HMAC key, if it is keyed.
     pub key: Option<Vec<u8>>,
     /// Check the end against this head file; `None` with `default_head` uses `<last>.head`.
@@ -355,8 +357,16 @@ pub struct VerifyRequest {
     pub from_anywhere: bool,
 }
 
-/// `pgward audit verify`: reads the files (and the recorded head) and verifies the chain.
-pub fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Report, AppError> {
+/// `pgward migrate`: applies the audit migration to the database at `url`.
+pub async fn migrate_audit(url: &str) -> Result<(), AppError> {
+    crate::audit::postgres::migrate(url)
+        .await
+        .map_err(|e| AppError::Audit(e.into()))
+}
+
+/// `pgward audit verify`: reads the files or the table (and the recorded head) and verifies
+/// the chain.
+pub async fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Report, AppError> {
     use crate::audit::chain::{Head, Line, Start, lines_of, verify_lines};
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|e| {
@@ -366,9 +376,19 @@ pub fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Report, 
             })
         })
     };
-    let mut contents = Vec::with_capacity(req.files.len());
-    for f in &req.files {
-        contents.push((f.display().to_string(), read(f)?));
+    let mut contents = Vec::with_capacity(req.files.len().max(1));
+    match &req.postgres_url {
+        Some(url) => contents.push((
+            "postgres".to_string(),
+            crate::audit::postgres::read_lines(url)
+                .await
+                .map_err(|e| AppError::Audit(e.into()))?,
+        )),
+        None => {
+            for f in &req.files {
+                contents.push((f.display().to_string(), read(f)?));
+            }
+        }
     }
     let head_file = match (&req.head, req.default_head, req.files.last()) {
         (Some(h), _, _) => Some(h.clone()),

@@ -51,6 +51,16 @@ pub enum Command {
         #[arg(long)]
         stdin: bool,
     },
+    /// Apply the audit table's schema and roles (`migrations/002_audit.sql`) to the audit
+    /// database, as a superuser whose URL is in the environment (never on the command line).
+    Migrate {
+        /// Environment variable holding the superuser connection URL of the audit database.
+        #[arg(long, default_value = "PGWARD_MIGRATE_URL")]
+        url_env: String,
+        /// Print the SQL instead of applying it (to review it, or run it with psql).
+        #[arg(long)]
+        print: bool,
+    },
     /// Audit trail commands.
     Audit {
         #[command(subcommand)]
@@ -80,14 +90,19 @@ pub enum AuditCommand {
     /// deleted, reordered or truncated event, which is named; 3 when the files cannot be read.
     Verify {
         /// The files, oldest first.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "postgres_env")]
         files: Vec<PathBuf>,
+        /// Verify the PostgreSQL audit table instead: the name of the environment variable
+        /// holding a connection URL of a `pgward_audit_reader` role.
+        #[arg(long, conflicts_with = "files")]
+        postgres_env: Option<String>,
         /// Name of the environment variable holding the chain's HMAC key (`audit.hmac_key`);
         /// the key itself never goes on the command line.
         #[arg(long)]
         key_env: Option<String>,
         /// The recorded head to check the end of the log against. Default: `<last file>.head`
-        /// when it exists.
+        /// when it exists (for the table: none unless given; the file sink's head fits it when
+        /// both sinks run).
         #[arg(long, conflicts_with = "no_head")]
         head: Option<PathBuf>,
         /// Do not check the end of the log against a recorded head.

@@ -57,26 +57,51 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(pgward::app::serve(&config)),
         Command::HashKey { stdin } => hash_key(stdin),
         Command::Demo { no_serve } => run(pgward::demo::run(no_serve)),
+        Command::Migrate { url_env, print } => {
+            if print {
+                print!("{}", pgward::audit::postgres::AUDIT_MIGRATION);
+                return ExitCode::SUCCESS;
+            }
+            match std::env::var(&url_env) {
+                Ok(url) if !url.is_empty() => run(async move {
+                    pgward::app::migrate_audit(&url).await?;
+                    println!("audit schema applied");
+                    Ok::<(), pgward::app::AppError>(())
+                }),
+                _ => fail(&format!(
+                    "environment variable `{url_env}` is not set (the audit database's superuser URL)"
+                )),
+            }
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {
                     files,
+                    postgres_env,
                     key_env,
                     head,
                     no_head,
                     from_anywhere,
                 },
-        } => audit_verify(files, key_env, head, no_head, from_anywhere),
+        } => audit_verify(files, postgres_env, key_env, head, no_head, from_anywhere),
     }
 }
 
 fn audit_verify(
     files: Vec<std::path::PathBuf>,
+    postgres_env: Option<String>,
     key_env: Option<String>,
     head: Option<std::path::PathBuf>,
     no_head: bool,
     from_anywhere: bool,
 ) -> ExitCode {
+    let postgres_url = match postgres_env {
+        Some(var) => match std::env::var(&var) {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => return fail(&format!("environment variable `{var}` is not set")),
+        },
+        None => None,
+    };
     let key = match key_env {
         Some(var) => match std::env::var(&var) {
             Ok(k) if !k.is_empty() => Some(k.into_bytes()),
@@ -86,12 +111,20 @@ fn audit_verify(
     };
     let req = pgward::app::VerifyRequest {
         files,
+        postgres_url,
         key,
         head,
         default_head: !no_head,
         from_anywhere,
     };
-    match pgward::app::audit_verify(&req) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(pgward::app::audit_verify(&req)) {
         Ok(report) => match &report.problem {
             None => {
                 println!(

@@ -577,3 +577,160 @@ async fn json_log_lines_carry_the_request_id_of_their_audit_event() {
         "{text}"
     );
 }
+
+/// `pgward ARGS` with extra environment; exit code and stdout+stderr.
+async fn pgward_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = http::pgward_command(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn the_postgres_sink_holds_the_same_chain_through_an_insert_only_role() {
+    use rmcp::ServiceExt;
+    let f = fixture();
+    let admin = f.superuser().await;
+    for sql in [
+        "DROP DATABASE IF EXISTS audit_e2e",
+        "CREATE DATABASE audit_e2e",
+    ] {
+        admin.batch_execute(sql).await.unwrap();
+    }
+    let su = f.url_on("postgres", "audit_e2e");
+    // `pgward migrate` applies the schema and roles, twice without harm.
+    for _ in 0..2 {
+        let (code, out) = pgward_env(&["migrate"], &[("PGWARD_MIGRATE_URL", su.as_str())]).await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("audit schema applied"), "{out}");
+    }
+    let (code, out) = pgward_env(&["migrate", "--print"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("pgward_audit_writer"), "{out}");
+    admin
+        .batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'audit_e2e_w') THEN
+                 CREATE ROLE audit_e2e_w LOGIN IN ROLE pgward_audit_writer; END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'audit_e2e_r') THEN
+                 CREATE ROLE audit_e2e_r LOGIN IN ROLE pgward_audit_reader; END IF;
+             END $$",
+        )
+        .await
+        .unwrap();
+    let writer = f.url_on("audit_e2e_w", "audit_e2e");
+    let reader = f.url_on("audit_e2e_r", "audit_e2e");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let extra = format!(
+        "[audit]\nstderr = false\nfile = \"{}\"\npostgres_url = \"${{PGWARD_TEST_AUDIT_DB}}\"\n",
+        file.display()
+    );
+    let (cfg_dir, cfg) = f.write_config(&TestConfig {
+        extra: extra.clone(),
+        ..TestConfig::default()
+    });
+
+    // A role that could rewrite the table is refused at start-up.
+    let (code, out) = pgward_env(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        &[("PGWARD_TEST_AUDIT_DB", su.as_str())],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("audit.postgres_url: the role can superuser, owner"),
+        "{out}"
+    );
+    assert!(!out.contains(&su), "the URL leaked: {out}");
+
+    let mut child = http::pgward_command(&["serve", "--config", cfg.to_str().unwrap()])
+        .env("PGWARD_TEST_AUDIT_DB", &writer)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = ().serve((stdout, stdin)).await.unwrap();
+    for id in 1..=3 {
+        let mut p = rmcp::model::CallToolRequestParams::new("orders_for_customer");
+        p = p.with_arguments(json!({"customer_id": id}).as_object().unwrap().clone());
+        client.call_tool(p).await.unwrap();
+    }
+    client.cancel().await.unwrap();
+    let _ = child.kill().await;
+    drop(cfg_dir);
+
+    // The table holds exactly the file's lines, and both verify.
+    let rows = admin_rows(&f).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(rows, text.lines().map(str::to_string).collect::<Vec<_>>());
+    let (code, out) = pgward_env(
+        &["audit", "verify", "--postgres-env", "AUDIT_READER"],
+        &[("AUDIT_READER", reader.as_str())],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: 3 event(s), seq 1..3"), "{out}");
+    // Checked against the file sink's recorded head, too.
+    let head = file.with_extension("jsonl.head");
+    let (code, out) = pgward_env(
+        &[
+            "audit",
+            "verify",
+            "--postgres-env",
+            "AUDIT_READER",
+            "--head",
+            head.to_str().unwrap(),
+        ],
+        &[("AUDIT_READER", reader.as_str())],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+
+    // Someone with more rights than pgward edits a row: verify names it.
+    let db = tokio_postgres::connect(&su, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(db.1);
+    db.0.execute(
+        "UPDATE pgward_audit.events SET line = replace(line, '\"customer_id\":2', '\"customer_id\":9') WHERE seq = 2",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (code, out) = pgward_env(
+        &["audit", "verify", "--postgres-env", "AUDIT_READER"],
+        &[("AUDIT_READER", reader.as_str())],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("postgres:2: edited at seq 2"), "{out}");
+}
+
+/// The audit table's lines in seq order, read as the superuser.
+async fn admin_rows(f: &common::Fixture) -> Vec<String> {
+    let (client, conn) =
+        tokio_postgres::connect(&f.url_on("postgres", "audit_e2e"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    client
+        .query("SELECT line FROM pgward_audit.events ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

@@ -3,6 +3,8 @@
 //! order, before the call's answer leaves.
 //!
 //! - **stderr**: one JSON line per event.
+//! - **postgres**: one row per event in `pgward_audit.events`, through its own connection and
+//!   an INSERT-only role ([`super::postgres`]).
 //! - **file**: JSON Lines, appended and flushed per event, created `0600`. When a write would
 //!   grow the file past `audit.file_max_bytes`, it is renamed to `<file>.1` (older ones shift
 //!   up to `audit.file_keep`) and a new file continues the same chain. The newest event's `seq`
@@ -21,6 +23,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use super::chain::{self, Chain, Head};
+use super::postgres::{PgSink, PgSinkError};
 use crate::config::types::{AuditConfig, FailurePolicy};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,10 @@ pub enum AuditError {
     Chain(#[from] chain::ChainError),
     #[error("audit stderr: {0}")]
     Stderr(String),
+    #[error("audit.postgres_url: {0}")]
+    Postgres(#[from] PgSinkError),
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl AuditError {
@@ -40,6 +47,8 @@ impl AuditError {
             AuditError::File { .. } => "file",
             AuditError::Chain(_) => "chain",
             AuditError::Stderr(_) => "stderr",
+            AuditError::Postgres(_) => "postgres",
+            AuditError::Setup(_) => "setup",
         }
     }
 }
@@ -56,6 +65,7 @@ struct State {
     chain: Chain,
     file: Option<FileSink>,
     stderr: bool,
+    postgres: Option<PgSink>,
 }
 
 /// The process's audit log: the chain and its sinks.
@@ -77,17 +87,14 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the sinks and resumes the chain after the newest event already written.
+    /// Opens the sinks and resumes the chain after the newest event already written. With
+    /// both a file and a PostgreSQL table, their newest events must be the same one.
     pub async fn open(cfg: &AuditConfig) -> Result<Self, AuditError> {
         let key = cfg.hmac_key.as_deref().map(str::as_bytes);
-        let (chain, file) = match &cfg.file {
+        let (file_last, file) = match &cfg.file {
             Some(path) => {
                 let path = PathBuf::from(path);
                 let last = last_event(&path).await?;
-                let chain = match &last {
-                    Some(event) => Chain::resume(event, key).map_err(|e| file_error(&path, e))?,
-                    None => Chain::new(key)?,
-                };
                 let file = open_append(&path).await?;
                 let size = file
                     .metadata()
@@ -101,15 +108,66 @@ impl AuditLog {
                     max_bytes: cfg.file_max_bytes,
                     keep: cfg.file_keep,
                 };
-                (chain, Some(sink))
+                (last, Some(sink))
             }
-            None => (Chain::new(key)?, None),
+            None => (None, None),
+        };
+        let (pg_last, postgres) = match &cfg.postgres_url {
+            Some(url) => {
+                let pg = PgSink::connect(url).await?;
+                // INVARIANT: the audit role can only append. A role that can rewrite the table
+                // could also rewrite the evidence, so pgward does not start with one.
+                let powers = pg.rewrite_powers().await?;
+                if !powers.is_empty() {
+                    return Err(AuditError::Setup(format!(
+                        "audit.postgres_url: the role can {} the audit table; use a role that is only a member of pgward_audit_writer (see migrations/002_audit.sql)",
+                        powers.join(", ")
+                    )));
+                }
+                (pg.head().await?, Some(pg))
+            }
+            None => (None, None),
+        };
+        let seq_of = |e: &Option<Map<String, Value>>| {
+            e.as_ref()
+                .and_then(|e| e.get("seq"))
+                .and_then(Value::as_u64)
+        };
+        let hash_of = |e: &Option<Map<String, Value>>| {
+            e.as_ref()
+                .and_then(|e| e.get("hash"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let last = match (file.is_some(), postgres.is_some()) {
+            (true, true) => {
+                // INVARIANT: both sinks hold the same chain; writing on after two different
+                // ends would leave one of them unverifiable from its start.
+                if seq_of(&file_last) != seq_of(&pg_last)
+                    || hash_of(&file_last) != hash_of(&pg_last)
+                {
+                    return Err(AuditError::Setup(format!(
+                        "audit: the file ends at seq {} but the PostgreSQL table at seq {}; both sinks must hold the same chain (start both empty, or restore the one that is behind)",
+                        seq_of(&file_last).unwrap_or(0),
+                        seq_of(&pg_last).unwrap_or(0)
+                    )));
+                }
+                file_last
+            }
+            (true, false) => file_last,
+            (false, _) => pg_last,
+        };
+        let chain = match &last {
+            Some(event) => Chain::resume(event, key)
+                .map_err(|e| AuditError::Setup(format!("audit: cannot continue the chain: {e}")))?,
+            None => Chain::new(key)?,
         };
         Ok(Self {
             state: tokio::sync::Mutex::new(State {
                 chain,
                 file,
                 stderr: cfg.stderr,
+                postgres,
             }),
             policy: cfg.failure_policy,
             failures: AtomicU64::new(0),
@@ -154,6 +212,11 @@ impl AuditLog {
         {
             first_error.get_or_insert(e);
         }
+        if let (Some(pg), Some(head)) = (state.postgres.as_ref(), head.as_ref())
+            && let Err(e) = pg.append(head.seq, &head.hash, &line).await
+        {
+            first_error.get_or_insert(e.into());
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -166,10 +229,15 @@ impl AuditLog {
             return false;
         }
         let state = self.state.lock().await;
-        match &state.file {
+        let file_ok = match &state.file {
             Some(f) => tokio::fs::try_exists(&f.path).await.unwrap_or(false),
             None => true,
-        }
+        };
+        let pg_ok = match &state.postgres {
+            Some(pg) => pg.reachable().await,
+            None => true,
+        };
+        file_ok && pg_ok
     }
 }
 

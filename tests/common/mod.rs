@@ -110,6 +110,11 @@ impl Fixture {
         self.cluster.superuser_url()
     }
 
+    /// A URL for `user` on database `db`, without a password (loopback is trusted).
+    pub fn url_on(&self, user: &str, db: &str) -> String {
+        self.cluster.url(user, None, db)
+    }
+
     /// A URL for `user` without a password (the cluster trusts loopback connections).
     pub fn url_for(&self, user: &str) -> String {
         self.cluster.url(user, None, "postgres")
