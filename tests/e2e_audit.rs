@@ -734,3 +734,58 @@ async fn admin_rows(f: &common::Fixture) -> Vec<String> {
         .map(|r| r.get(0))
         .collect()
 }
+
+#[tokio::test]
+async fn rotation_keeps_one_chain_across_files() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let server = f
+        .serve(&TestConfig {
+            extra: audit_toml(&file, "file_max_bytes = 65536\nfile_keep = 3"),
+            ..TestConfig::default()
+        })
+        .await;
+    // Each event is a few hundred bytes: enough calls to rotate at least twice.
+    let mut calls = 0;
+    while !dir.path().join("audit.jsonl.2").exists() {
+        server.call("list_tables", json!({})).await;
+        calls += 1;
+        assert!(calls < 5000, "never rotated");
+    }
+    drop(server);
+    let rotated: Vec<PathBuf> = ["audit.jsonl.2", "audit.jsonl.1", "audit.jsonl"]
+        .iter()
+        .map(|n| dir.path().join(n))
+        .collect();
+    for p in &rotated {
+        assert!(
+            std::fs::metadata(p).unwrap().len() <= 65536,
+            "{p:?} over the cap"
+        );
+    }
+    let total: usize = rotated.iter().map(|p| events(p).len()).sum();
+    assert_eq!(total, calls);
+    // The newest file continues the chain of the one before it.
+    let last_of_1 = events(&rotated[1]).last().unwrap().clone();
+    let first_of_0 = events(&rotated[2])
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("empty newest file"));
+    assert_eq!(first_of_0["prev"], last_of_1["hash"]);
+    let args: Vec<&str> = rotated.iter().map(|p| p.to_str().unwrap()).collect();
+    let (code, out) = verify(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("ok: {calls} event(s), seq 1..{calls}")),
+        "{out}"
+    );
+    // Without the oldest file the chain does not start at seq 1: named, unless the operator
+    // says retention removed it.
+    let (code, out) = verify(&args[1..]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("audit.jsonl.1:1: deleted"), "{out}");
+    let mut tail_args = args[1..].to_vec();
+    tail_args.push("--from-anywhere");
+    assert_eq!(verify(&tail_args).0, 0);
+}
