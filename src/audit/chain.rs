@@ -547,7 +547,11 @@ where
                     ),
                     None => (
                         ProblemKind::Deleted,
-                        format!("events {}..={} are missing", missing.start, seq - 1),
+                        if missing.start == seq - 1 {
+                            format!("event {} is missing", missing.start)
+                        } else {
+                            format!("events {} to {} are missing", missing.start, seq - 1)
+                        },
                     ),
                 };
                 return report.fail(fail(kind, Some(seq), why));
