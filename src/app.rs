@@ -423,3 +423,47 @@ pub async fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Re
         head.as_ref(),
     ))
 }
+
+/// `pgward health`: `GET url` must answer 200 within 3 seconds. Plain HTTP only: the admin
+/// listener is on loopback.
+pub async fn probe(url: &str) -> Result<(), String> {
+    if !url.starts_with("http://") {
+        return Err(format!(
+            "`{url}` must be an http:// URL of the admin listener"
+        ));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .https_only(false)
+        .tls_backend_preconfigured(
+            tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+                tokio_rustls::rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+    let status = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "`{url}`: {}",
+                if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "unreachable"
+                }
+            )
+        })?
+        .status();
+    if status == reqwest::StatusCode::OK {
+        Ok(())
+    } else {
+        Err(format!("`{url}` answered {status}"))
+    }
+}

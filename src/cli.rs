@@ -61,6 +61,12 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Probe a running pgward's admin listener (for container health checks, where no curl
+    /// is installed): exit 0 when `GET <url>` answers 200 within 3 seconds, 1 otherwise.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+    },
     /// Audit trail commands.
     Audit {
         #[command(subcommand)]

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(pgward::app::serve(&config)),
         Command::HashKey { stdin } => hash_key(stdin),
         Command::Demo { no_serve } => run(pgward::demo::run(no_serve)),
+        Command::Health { url } => health(&url),
         Command::Migrate { url_env, print } => {
             if print {
                 print!("{}", pgward::audit::postgres::AUDIT_MIGRATION);
@@ -84,6 +85,23 @@ fn main() -> ExitCode {
                     from_anywhere,
                 },
         } => audit_verify(files, postgres_env, key_env, head, no_head, from_anywhere),
+    }
+}
+
+fn health(url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(pgward::app::probe(url)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgward: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

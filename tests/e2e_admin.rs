@@ -206,6 +206,21 @@ async fn metrics_move_with_calls_refusals_and_failed_authentication() {
     );
     let (status, _, _) = admin_get(admin_port, "/nothing").await;
     assert_eq!(status, 404);
+
+    // `pgward health`, the container health check, agrees.
+    let health = |url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgward"))
+            .args(["health", "--url", &url])
+            .output()
+            .unwrap()
+    };
+    let ok = health(format!("http://127.0.0.1:{admin_port}/healthz"));
+    assert!(ok.status.success(), "{ok:?}");
+    let missing = health(format!("http://127.0.0.1:{admin_port}/nothing"));
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"));
+    let closed = health(format!("http://127.0.0.1:{}/healthz", http::free_port()));
+    assert_eq!(closed.status.code(), Some(1), "{closed:?}");
 }
 
 #[tokio::test]
