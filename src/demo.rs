@@ -10,6 +10,7 @@ use crate::mcp;
 
 const SCHEMA: &str = include_str!("../demo/schema.sql");
 const READER_ROLE: &str = include_str!("../migrations/001_readonly_role.sql");
+const TENANTS: &str = include_str!("../migrations/003_demo_tenants.sql");
 
 /// The demo's config; `${...}` values are filled from per-run random secrets.
 const DEMO_CONFIG: &str = r#"
@@ -78,6 +79,7 @@ pub async fn run(no_serve: bool) -> Result<(), AppError> {
     let setup = async {
         cluster::run_sql(&admin, SCHEMA).await?;
         cluster::run_sql(&admin, READER_ROLE).await?;
+        cluster::run_sql(&admin, TENANTS).await?;
         cluster::run_sql(
             &admin,
             &format!("ALTER ROLE pgward_reader PASSWORD '{password}'"),

@@ -211,6 +211,7 @@ type = "integer"
         issuer: None,
         method: pgward::auth::AuthMethod::Jwt,
         scopes: ["db:read".to_string()].into(),
+        claims: Default::default(),
     };
     let out = engine
         .call_as(

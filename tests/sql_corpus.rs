@@ -47,6 +47,7 @@ fn table(name: &str, columns: Vec<ColumnRule>) -> (QualifiedName, TableRule) {
         name: q.clone(),
         columns: Columns::List(columns),
         description: None,
+        row_filter: None,
     };
     (q, rule)
 }

@@ -258,6 +258,7 @@ mod tests {
             issuer: Some("https://idp.example".into()),
             method: AuthMethod::Jwt,
             scopes: BTreeSet::from(["db:read".to_string()]),
+            claims: Default::default(),
         }
     }
 

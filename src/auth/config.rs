@@ -21,6 +21,9 @@ pub struct ClientCertConfig {
     /// The subject's common name (CN), exactly; it becomes the principal's subject.
     pub common_name: String,
     pub scopes: Vec<String>,
+    /// Claims this caller carries to the data, as a token would.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,4 +70,8 @@ pub struct ApiKeyConfig {
     /// Hex SHA-256 of the key, as printed by `pgward hash-key`.
     pub key_sha256: String,
     pub scopes: Vec<String>,
+    /// Claims this caller carries to the data (row filters, bound parameters, session
+    /// settings), as a token would.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
 }

@@ -11,7 +11,7 @@
 //! last two measured against the caller's clock with the configured leeway. No part of a
 //! credential is ever put in an error, a log line or a [`Debug`](std::fmt::Debug) output.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -55,6 +55,10 @@ pub struct Principal {
     pub issuer: Option<String>,
     pub method: AuthMethod,
     pub scopes: BTreeSet<String>,
+    /// Claims that can reach the data (bound parameters, session settings, row filters): a
+    /// token's top-level string, integer and boolean claims, or the `claims` configured for an
+    /// API key, a client certificate or the stdio principal.
+    pub claims: BTreeMap<String, String>,
 }
 
 impl Principal {
@@ -65,8 +69,36 @@ impl Principal {
             issuer: None,
             method: AuthMethod::Stdio,
             scopes: scopes.into_iter().collect(),
+            claims: BTreeMap::new(),
         }
     }
+}
+
+/// Registered claims, never bound to data (they describe the token, not the caller's data).
+const REGISTERED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+/// At most this many claims are kept from a token, each value at most this long.
+const MAX_CLAIMS: usize = 64;
+const MAX_CLAIM_LEN: usize = 256;
+
+/// The claims a principal carries to the data layer: top-level strings, integers and booleans
+/// with plain names, bounded in number and size; registered claims and the scope claim are
+/// left out.
+fn data_claims(claims: &Map<String, Value>, scope_claim: &str) -> BTreeMap<String, String> {
+    claims
+        .iter()
+        .filter(|(k, _)| !REGISTERED_CLAIMS.contains(&k.as_str()) && k.as_str() != scope_claim)
+        .filter(|(k, _)| crate::config::validate::valid_claim_name(k))
+        .filter_map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            (text.len() <= MAX_CLAIM_LEN).then(|| (k.clone(), text))
+        })
+        .take(MAX_CLAIMS)
+        .collect()
 }
 
 /// Why authentication failed: a stable reason code for the audit log. Clients only ever get a
@@ -354,14 +386,15 @@ struct ApiKey {
     sha256: [u8; 32],
     subject: String,
     scopes: BTreeSet<String>,
+    claims: BTreeMap<String, String>,
 }
 
 /// Verifies bearer credentials (JWTs from configured issuers, pgward API keys).
 pub struct Authenticator {
     issuers: Vec<Issuer>,
     api_keys: Vec<ApiKey>,
-    /// Client certificate common name → scopes.
-    client_certs: HashMap<String, BTreeSet<String>>,
+    /// Client certificate common name → scopes and claims.
+    client_certs: HashMap<String, (BTreeSet<String>, BTreeMap<String, String>)>,
     leeway_secs: u64,
 }
 
@@ -485,6 +518,7 @@ impl Authenticator {
                     sha256: hash,
                     subject: ak.subject.clone(),
                     scopes: ak.scopes.iter().cloned().collect(),
+                    claims: ak.claims.clone(),
                 });
             }
         }
@@ -501,7 +535,10 @@ impl Authenticator {
             } else if client_certs
                 .insert(
                     cc.common_name.clone(),
-                    cc.scopes.iter().cloned().collect::<BTreeSet<_>>(),
+                    (
+                        cc.scopes.iter().cloned().collect::<BTreeSet<_>>(),
+                        cc.claims.clone(),
+                    ),
                 )
                 .is_some()
             {
@@ -561,7 +598,7 @@ impl Authenticator {
         &self,
         common_name: Option<&str>,
     ) -> Result<Principal, AuthFailure> {
-        let (subject, scopes) = common_name
+        let (subject, (scopes, claims)) = common_name
             .and_then(|cn| self.client_certs.get_key_value(cn))
             .ok_or(AuthFailure::UnknownClientCert)?;
         Ok(Principal {
@@ -569,6 +606,7 @@ impl Authenticator {
             issuer: None,
             method: AuthMethod::ClientCert,
             scopes: scopes.clone(),
+            claims: claims.clone(),
         })
     }
 
@@ -591,6 +629,7 @@ impl Authenticator {
             issuer: None,
             method: AuthMethod::ApiKey,
             scopes: key.scopes.clone(),
+            claims: key.claims.clone(),
         })
     }
 
@@ -694,6 +733,7 @@ impl Authenticator {
             issuer: Some(issuer.iss.clone()),
             method: AuthMethod::Jwt,
             scopes,
+            claims: data_claims(&claims, &issuer.scope_claim),
         })
     }
 }
@@ -1280,11 +1320,13 @@ t/aForOa4+ugsW06JQIDAQAB\n\
                     subject: "etl-bot".to_owned(),
                     key_sha256: hash_api_key(API_KEY),
                     scopes: vec!["read:sales".to_owned(), "tool:query".to_owned()],
+                    claims: Default::default(),
                 },
                 ApiKeyConfig {
                     subject: "no-scopes".to_owned(),
                     key_sha256: hash_api_key("pgw_other"),
                     scopes: vec![],
+                    claims: Default::default(),
                 },
             ],
         };
@@ -1389,6 +1431,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
                 issuer: Some(HS_ISS.to_owned()),
                 method: AuthMethod::Jwt,
                 scopes: scopes(&["read:sales", "tool:query"]),
+                claims: BTreeMap::new(),
             }
         );
     }
@@ -1787,6 +1830,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
                 issuer: None,
                 method: AuthMethod::ApiKey,
                 scopes: scopes(&["read:sales", "tool:query"]),
+                claims: BTreeMap::new(),
             }
         );
         let p = auth().authenticate("pgw_other", NOW).unwrap();
@@ -1847,6 +1891,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
                 subject: "gen".to_owned(),
                 key_sha256: hash_api_key(&k1).to_uppercase(),
                 scopes: vec![],
+                claims: Default::default(),
             }],
         };
         let a = Authenticator::new(&cfg, &[], AUD).unwrap();
@@ -1885,6 +1930,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
             subject: subject.to_owned(),
             key_sha256: hash.to_owned(),
             scopes: vec![],
+            claims: Default::default(),
         };
         let cfg = AuthConfig {
             client_certs: vec![],
@@ -2037,6 +2083,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
                 subject: "s".to_owned(),
                 key_sha256: hash_api_key(API_KEY),
                 scopes: vec![],
+                claims: Default::default(),
             }],
         };
         assert!(Authenticator::new(&cfg, &[], AUD).is_ok());
@@ -2354,6 +2401,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
         let cert = |cn: &str, scopes: &[&str]| ClientCertConfig {
             common_name: cn.to_owned(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            claims: Default::default(),
         };
         let cfg = AuthConfig {
             client_certs: vec![cert("reporting-bot", &["db:read"]), cert("ops", &[])],
@@ -2370,6 +2418,7 @@ t/aForOa4+ugsW06JQIDAQAB\n\
                 issuer: None,
                 method: AuthMethod::ClientCert,
                 scopes: scopes(&["db:read"]),
+                claims: BTreeMap::new(),
             }
         );
         assert_eq!(

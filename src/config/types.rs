@@ -33,6 +33,9 @@ pub struct Config {
     pub scopes: ScopesConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Claims set as transaction-local settings before each query, for row-level security.
+    #[serde(default)]
+    pub session: SessionConfig,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`); off unless configured.
     #[serde(default)]
     pub admin: Option<crate::admin::AdminConfig>,
@@ -40,6 +43,17 @@ pub struct Config {
     /// start-up.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
+}
+
+/// The `[session]` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    /// Setting name (`pgward.tenant`) to claim (`tenant`): before every query pgward runs
+    /// `set_config('pgward.tenant', <the caller's tenant claim>, true)`, so PostgreSQL row-level
+    /// security policies on `current_setting('pgward.tenant')` filter whatever SQL the model
+    /// writes. A caller without the claim is refused.
+    pub settings: BTreeMap<String, String>,
 }
 
 /// Where audit events go, and what happens when they cannot be written.
@@ -95,6 +109,8 @@ pub struct ServerConfig {
     pub stdio_principal: String,
     /// Reload the config when the file changes (besides on SIGHUP).
     pub watch_config: bool,
+    /// Claims of the stdio principal (row filters, bound parameters, session settings).
+    pub stdio_claims: BTreeMap<String, String>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +119,7 @@ impl Default for ServerConfig {
             name: "pgward".into(),
             stdio_principal: "stdio:local".into(),
             watch_config: false,
+            stdio_claims: BTreeMap::new(),
         }
     }
 }
@@ -323,6 +340,18 @@ pub struct TableConfig {
     /// A scope a caller needs to read this table (on top of the tool's scope).
     #[serde(default)]
     pub scope: Option<String>,
+    /// Only rows whose `column` equals the caller's `claim`: pgward wraps every reference to
+    /// the table in a filtered subquery, so no SQL the model writes can see other rows.
+    #[serde(default)]
+    pub row_filter: Option<RowFilterConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RowFilterConfig {
+    /// The table's column compared (it need not be visible to the model).
+    pub column: String,
+    /// The claim of the caller's identity it must equal.
+    pub claim: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -364,4 +393,9 @@ pub struct ParamConfig {
     pub allowed: Option<Vec<toml::Value>>,
     #[serde(default)]
     pub default: Option<toml::Value>,
+    /// Bind this parameter to a claim of the caller's identity: it is not in the tool's input
+    /// schema, a value the model supplies is refused, and a caller without the claim is
+    /// refused.
+    #[serde(default)]
+    pub claim: Option<String>,
 }

@@ -11,7 +11,9 @@ use super::types::{
 };
 use crate::auth::config::AuthConfig;
 use crate::policy::scopes::ScopePolicy;
-use crate::policy::{ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, TableRule};
+use crate::policy::{
+    ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, RowFilter, TableRule,
+};
 use crate::redact::{DEFAULT_KEY_PATTERNS, Redactor, Strategy};
 use crate::sql::{self, Checked, DEFAULT_FUNCTIONS, DENIED_FUNCTIONS, ParamMode};
 
@@ -53,6 +55,8 @@ pub struct Param {
     pub name: String,
     pub kind: ParamType,
     pub default: Option<Value>,
+    /// Bound to this claim of the caller: never from the model.
+    pub claim: Option<String>,
 }
 
 /// A validated lookup tool.
@@ -98,6 +102,10 @@ pub struct Settings {
     pub admin: Option<crate::admin::AdminConfig>,
     /// Reload the config when its file changes.
     pub watch_config: bool,
+    /// Claims of the stdio principal.
+    pub stdio_claims: BTreeMap<String, String>,
+    /// `(setting, claim)`: transaction-local settings made from the caller's claims.
+    pub session_settings: Vec<(String, String)>,
 }
 
 /// Validates `config`. `catalog` gives the real column list of tables declared with
@@ -290,14 +298,37 @@ pub fn validate(
                 column_list(cols, &t.redact)
             }
         };
-        tables.insert(
-            name.clone(),
+        tables.insert(name.clone(), {
+            if let Some(f) = &t.row_filter {
+                if !valid_claim_name(&f.claim) {
+                    problems.push(format!(
+                        "{key}.row_filter.claim: `{}` is not a claim name",
+                        f.claim
+                    ));
+                }
+                if f.column.is_empty()
+                    || f.column.len() > 63
+                    || !f
+                        .column
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    problems.push(format!(
+                        "{key}.row_filter.column: `{}` must be a lower-case column name",
+                        f.column
+                    ));
+                }
+            }
             TableRule {
                 name,
                 columns,
                 description: t.description.clone(),
-            },
-        );
+                row_filter: t.row_filter.as_ref().map(|f| RowFilter {
+                    column: f.column.clone(),
+                    claim: f.claim.clone(),
+                }),
+            }
+        });
     }
     if tables.is_empty() {
         problems.push("tables: allowlist at least one table".into());
@@ -355,6 +386,29 @@ pub fn validate(
         validate_http(http, config, &mut problems);
     }
     validate_audit(&config.audit, &mut problems);
+    for (setting, claim) in &config.session.settings {
+        let part = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        // A custom setting (`prefix.name`) only: never one of PostgreSQL's own, which could
+        // change how the query runs.
+        let custom = matches!(setting.split_once('.'), Some((a, b)) if part(a) && part(b));
+        if !custom {
+            problems.push(format!(
+                "session.settings: `{setting}` must be a custom setting like `pgward.tenant`"
+            ));
+        }
+        if !valid_claim_name(claim) {
+            problems.push(format!(
+                "session.settings.\"{setting}\": `{claim}` is not a claim name"
+            ));
+        }
+    }
     if let Some(admin) = &config.admin {
         problems.extend(admin.validate());
         if let Some(http) = &config.http
@@ -384,6 +438,13 @@ pub fn validate(
             audit: config.audit.clone(),
             admin: config.admin.clone(),
             watch_config: config.server.watch_config,
+            stdio_claims: config.server.stdio_claims.clone(),
+            session_settings: config
+                .session
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }),
         _ => Err(problems),
     }
@@ -614,6 +675,15 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
     }
 }
 
+/// A claim name pgward can look up: a short plain name (no paths into nested claims).
+pub fn valid_claim_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
 fn column_list(cols: &[String], redact: &BTreeMap<String, Strategy>) -> Columns {
     Columns::List(
         cols.iter()
@@ -657,14 +727,35 @@ fn build_tool(t: &ToolConfig, policy: &Policy, key: &str) -> Result<ToolDef, Vec
         }
         match param_schema(p, &pkey) {
             Ok((kind, schema, default)) => {
-                if default.is_none() {
-                    required.push(Value::String(p.name.clone()));
+                if let Some(claim) = &p.claim {
+                    // INVARIANT: a claim-bound parameter is not in the input schema; the
+                    // model never sees it and cannot supply it.
+                    if !valid_claim_name(claim) {
+                        problems.push(format!(
+                            "{pkey}.claim: `{claim}` is not a claim name (letters, digits, `_`, `-`, `.`, `:`)"
+                        ));
+                    }
+                    if default.is_some() {
+                        problems.push(format!(
+                            "{pkey}.default: a claim-bound parameter has no default (a caller without the claim is refused)"
+                        ));
+                    }
+                    if !matches!(kind, ParamType::String | ParamType::Integer) {
+                        problems.push(format!(
+                            "{pkey}.type: a claim-bound parameter is a string or an integer"
+                        ));
+                    }
+                } else {
+                    if default.is_none() {
+                        required.push(Value::String(p.name.clone()));
+                    }
+                    properties.insert(p.name.clone(), schema);
                 }
-                properties.insert(p.name.clone(), schema);
                 params.push(Param {
                     name: p.name.clone(),
                     kind,
                     default,
+                    claim: p.claim.clone(),
                 });
             }
             Err(mut e) => problems.append(&mut e),

@@ -207,11 +207,41 @@ impl Database {
         limits: CallLimits,
         cancelled: impl Future<Output = ()>,
     ) -> Result<QueryOutput, DbError> {
+        self.run_in_context(sql, args, &[], &[], limits, cancelled)
+            .await
+    }
+
+    /// [`Database::run`] with the caller's `(claim, value)` pairs bound after `args` (the row
+    /// filters' parameters), after setting each `(name, value)` of `context` for this
+    /// transaction only (`set_config(name, value, true)`, both bound, never interpolated):
+    /// row-level security policies written against `current_setting(name)` then filter the
+    /// query.
+    pub async fn run_in_context(
+        &self,
+        sql: &str,
+        args: &[(String, Value)],
+        claims: &[(String, String)],
+        context: &[(String, String)],
+        limits: CallLimits,
+        cancelled: impl Future<Output = ()>,
+    ) -> Result<QueryOutput, DbError> {
         let mut session = self.open().await?;
+        let client = session.client()?;
+        for (name, value) in context {
+            // INVARIANT: the settings are transaction-local (`true`), so the ROLLBACK that
+            // ends every call clears them before the connection serves anyone else.
+            if let Err(e) = client
+                .execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
+                .await
+            {
+                session.rollback().await;
+                return Err(DbError::from_pg(&e));
+            }
+        }
         let client = session.client()?;
         let cancel_token = client.cancel_token();
         let outcome = {
-            let work = fetch(client, sql, args, limits);
+            let work = fetch(client, sql, args, claims, limits);
             pin_mut!(work);
             pin_mut!(cancelled);
             tokio::select! {
@@ -437,6 +467,7 @@ async fn fetch(
     client: &tokio_postgres::Client,
     sql: &str,
     args: &[(String, Value)],
+    claims: &[(String, String)],
     limits: CallLimits,
 ) -> Result<QueryOutput, DbError> {
     let stmt = client
@@ -451,16 +482,20 @@ async fn fetch(
             stmt.columns().len()
         )));
     }
-    if stmt.params().len() != args.len() {
+    if stmt.params().len() != args.len() + claims.len() {
         return Err(DbError::Param(format!(
             "the statement takes {} parameter(s), {} given",
             stmt.params().len(),
-            args.len()
+            args.len() + claims.len()
         )));
     }
-    let mut bound = Vec::with_capacity(args.len());
+    let mut bound = Vec::with_capacity(args.len() + claims.len());
     for ((name, value), ty) in args.iter().zip(stmt.params()) {
         bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
+    }
+    // The row filters' claims follow the arguments.
+    for ((claim, value), ty) in claims.iter().zip(stmt.params().iter().skip(args.len())) {
+        bound.push(params::bind_claim(claim, value, ty).map_err(DbError::Param)?);
     }
     let bound_refs: Vec<&(dyn ToSql + Sync)> =
         bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();

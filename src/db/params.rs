@@ -29,6 +29,29 @@ pub fn compatible(kind: ParamType, ty: &Type) -> bool {
     }
 }
 
+/// Converts a claim of the caller (always text) for a row filter's column of type `ty`: text
+/// types as they are, integer types parsed. Other column types are refused (filter on a text
+/// or integer tenant column).
+pub fn bind_claim(
+    claim: &str,
+    value: &str,
+    ty: &Type,
+) -> Result<Box<dyn ToSql + Sync + Send>, String> {
+    let bad = || {
+        format!(
+            "the caller's `{claim}` claim cannot be compared with a `{}` column",
+            ty.name()
+        )
+    };
+    Ok(match *ty {
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => Box::new(value.to_string()),
+        Type::INT2 => Box::new(value.parse::<i16>().map_err(|_| bad())?),
+        Type::INT4 => Box::new(value.parse::<i32>().map_err(|_| bad())?),
+        Type::INT8 => Box::new(value.parse::<i64>().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    })
+}
+
 /// Converts one argument to a value the driver binds as `ty`.
 pub fn bind(name: &str, value: &Value, ty: &Type) -> Result<Box<dyn ToSql + Sync + Send>, String> {
     let bad = || format!("parameter `{name}` cannot be converted to `{}`", ty.name());

@@ -141,6 +141,8 @@ pub mod codes {
     pub const INTERNAL: &str = "internal_error";
     pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
+    pub const MISSING_CLAIM: &str = "missing_claim";
+    pub const BOUND_PARAMETER: &str = "bound_parameter";
 }
 
 impl Engine {
@@ -189,7 +191,9 @@ impl Engine {
     /// The principal of a stdio session (from the config).
     pub fn stdio_principal(&self) -> Principal {
         let s = self.settings();
-        Principal::stdio(&s.stdio_principal, s.stdio_scopes.iter().cloned())
+        let mut p = Principal::stdio(&s.stdio_principal, s.stdio_scopes.iter().cloned());
+        p.claims = s.stdio_claims.clone();
+        p
     }
 
     /// The tools `principal` may call: the others are not listed at all.
@@ -463,7 +467,7 @@ impl Engine {
             "list_tables" => self.list_tables(s, principal, arguments),
             "describe_table" => self.describe_table(s, principal, arguments).await,
             name => match s.tools.iter().find(|t| t.name == name) {
-                Some(def) => self.lookup(s, def, arguments, cancelled).await,
+                Some(def) => self.lookup(s, principal, def, arguments, cancelled).await,
                 None => refusal(
                     codes::UNKNOWN_TOOL,
                     &format!("there is no tool named `{}`", truncate(name, 64)),
@@ -565,16 +569,34 @@ impl Engine {
         if !missing.is_empty() {
             return insufficient_scope(&missing);
         }
-        self.execute(settings, &checked, &[], cancelled).await
+        self.execute(settings, principal, &checked, Vec::new(), cancelled)
+            .await
     }
 
     async fn lookup(
         &self,
         settings: &Settings,
+        principal: &Principal,
         def: &ToolDef,
         args: Map<String, Value>,
         cancelled: impl std::future::Future<Output = ()>,
     ) -> Outcome {
+        // INVARIANT: a claim-bound parameter comes from the caller's identity only; a value
+        // the model supplies for it is refused, never silently replaced.
+        if let Some(p) = def
+            .params
+            .iter()
+            .find(|p| p.claim.is_some() && args.contains_key(&p.name))
+        {
+            return refusal(
+                codes::BOUND_PARAMETER,
+                &format!(
+                    "`{}` is bound to the caller's identity and cannot be supplied",
+                    p.name
+                ),
+                vec![],
+            );
+        }
         let instance = Value::Object(args);
         let errors: Vec<String> = def
             .validator
@@ -597,6 +619,26 @@ impl Engine {
         };
         let mut bound = Vec::with_capacity(def.params.len());
         for p in &def.params {
+            if let Some(claim) = &p.claim {
+                let Some(value) = principal.claims.get(claim) else {
+                    return missing_claim(claim);
+                };
+                let v = match p.kind {
+                    ParamType::Integer => match value.parse::<i64>() {
+                        Ok(n) => json!(n),
+                        Err(_) => {
+                            return refusal(
+                                codes::MISSING_CLAIM,
+                                &format!("the caller's `{claim}` claim is not an integer"),
+                                vec![],
+                            );
+                        }
+                    },
+                    _ => json!(value),
+                };
+                bound.push((p.name.clone(), v));
+                continue;
+            }
             let v = args
                 .remove(&p.name)
                 .or_else(|| p.default.clone())
@@ -606,23 +648,43 @@ impl Engine {
             }
             bound.push((p.name.clone(), v));
         }
-        self.execute(settings, &def.checked, &bound, cancelled)
+        self.execute(settings, principal, &def.checked, bound, cancelled)
             .await
     }
 
     async fn execute(
         &self,
         settings: &Settings,
+        principal: &Principal,
         checked: &sql::Checked,
-        args: &[(String, Value)],
+        args: Vec<(String, Value)>,
         cancelled: impl std::future::Future<Output = ()>,
     ) -> Outcome {
+        // The row filters' claims follow the tool's own parameters, in placeholder order.
+        let mut claims = Vec::with_capacity(checked.claim_params.len());
+        for claim in &checked.claim_params {
+            let Some(value) = principal.claims.get(claim) else {
+                return missing_claim(claim);
+            };
+            claims.push((claim.clone(), value.clone()));
+        }
+        let mut context = Vec::with_capacity(settings.session_settings.len());
+        for (setting, claim) in &settings.session_settings {
+            let Some(value) = principal.claims.get(claim) else {
+                return missing_claim(claim);
+            };
+            context.push((setting.clone(), value.clone()));
+        }
         let limits = CallLimits {
             max_rows: settings.policy.max_rows,
             max_bytes: settings.max_result_bytes,
             width: checked.width,
         };
-        match self.db.run(&checked.sql, args, limits, cancelled).await {
+        match self
+            .db
+            .run_in_context(&checked.sql, &args, &claims, &context, limits, cancelled)
+            .await
+        {
             Ok(output) => {
                 let data_probe = serde_json::to_string(&output.rows).unwrap_or_default();
                 let boundary = shape::boundary_for(&data_probe, random_token);
@@ -807,6 +869,14 @@ impl Engine {
                 ));
                 continue;
             }
+            if let Some(filter) = &t.row_filter
+                && !cols.iter().any(|k| k.name == filter.column)
+            {
+                problems.push(format!(
+                    "tables (`{}`): row_filter column `{}` does not exist",
+                    t.name, filter.column
+                ));
+            }
             if let Columns::List(list) = &t.columns {
                 for c in list {
                     if !cols.iter().any(|k| k.name == c.name) {
@@ -943,6 +1013,14 @@ fn insufficient_scope(missing: &[String]) -> Outcome {
     out.meta
         .insert("pgward/required_scopes".into(), json!(missing));
     out
+}
+
+fn missing_claim(claim: &str) -> Outcome {
+    refusal(
+        codes::MISSING_CLAIM,
+        &format!("the caller's identity has no `{claim}` claim, which this data requires"),
+        vec![],
+    )
 }
 
 fn invalid_args(message: &str) -> Outcome {

@@ -46,6 +46,16 @@ pub struct TableRule {
     pub name: QualifiedName,
     pub columns: Columns,
     pub description: Option<String>,
+    /// Rows the caller may see: pgward wraps every reference to the table in
+    /// `(SELECT ... WHERE column = <the caller's claim>)`.
+    pub row_filter: Option<RowFilter>,
+}
+
+/// `column = claim(claim)`: the row filter of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFilter {
+    pub column: String,
+    pub claim: String,
 }
 
 impl TableRule {

@@ -77,6 +77,9 @@ pub struct Checked {
     /// columns are not known offline). The executor refuses a result of any other width:
     /// redaction is by position, so a miscount must never reach a client.
     pub width: Option<usize>,
+    /// Claims of the caller bound after the tool's own parameters (`$n+1`, ...): the row
+    /// filters of the tables read.
+    pub claim_params: Vec<String>,
 }
 
 /// Checks one SQL text against the policy.
@@ -138,6 +141,12 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         checker.violations.dedup();
         return Err(checker.violations);
     }
+    let first = match mode {
+        ParamMode::None => 1,
+        ParamMode::Tool { count } => count + 1,
+    };
+    let claim_params = super::rowfilter::inject(&mut statement, policy, first)
+        .map_err(|e| vec![Violation::new(Code::UnsupportedSyntax, e.to_string())])?;
     Ok(Checked {
         sql: statement.to_string(),
         redactions: checker.redactions,
@@ -145,6 +154,7 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         limit: checker.limit,
         placeholders: checker.max_placeholder,
         width: checker.width,
+        claim_params,
     })
 }
 

@@ -723,6 +723,7 @@ mod tests {
             name: name.clone(),
             columns: Columns::List(columns),
             description: None,
+            row_filter: None,
         };
         Policy {
             schemas: vec!["public".to_string()],

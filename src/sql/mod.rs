@@ -8,6 +8,7 @@
 mod check;
 pub mod fingerprint;
 mod functions;
+pub mod rowfilter;
 mod violation;
 
 pub use check::{Checked, OutputRedaction, ParamMode, check};

@@ -46,6 +46,7 @@ pub const HASH_KEY_ENV: &str = "PGWARD_TEST_HASH_KEY";
 
 const SCHEMA_SQL: &str = include_str!("../../demo/schema.sql");
 const ROLE_SQL: &str = include_str!("../../migrations/001_readonly_role.sql");
+const TENANTS_SQL: &str = include_str!("../../migrations/003_demo_tenants.sql");
 
 /// A running, loaded cluster shared by the tests of one binary.
 pub struct Fixture {
@@ -86,6 +87,9 @@ impl Fixture {
                 run_sql(&url, ROLE_SQL)
                     .await
                     .expect("apply migrations/001_readonly_role.sql");
+                run_sql(&url, TENANTS_SQL)
+                    .await
+                    .expect("apply migrations/003_demo_tenants.sql");
                 run_sql(
                     &url,
                     &format!("ALTER ROLE pgward_reader PASSWORD '{READER_PASSWORD}'"),

@@ -1,0 +1,140 @@
+//! Row filters (CORE): after the check has accepted a query, every reference to a table that
+//! carries a row filter is replaced by a filtered subquery under the same name:
+//!
+//! ```sql
+//! FROM orders o            -- becomes
+//! FROM (SELECT "id", "customer_id", ... FROM "public"."orders" WHERE "tenant_id" = $3) AS o
+//! ```
+//!
+//! INVARIANT: the rewrite runs on the checked tree, after every table reference was resolved
+//! and rewritten to its schema-qualified name, and it replaces each such reference wherever it
+//! is (joins, subqueries, CTE bodies, set operations, LATERAL), so no SQL the model writes can
+//! reach an unfiltered row: an `OR` in the model's WHERE, a `UNION` or a self-join under
+//! another alias all read the filtered subquery. The claim's value is a bound parameter, never
+//! text in the SQL. A CTE named like a table is not a table reference and is left alone (its
+//! body's references are wrapped).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{ObjectNamePart, SetExpr, Statement, TableFactor, VisitMut, VisitorMut};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::policy::{Columns, Policy};
+
+/// Why the rewrite could not be built (it never should: the pieces are pgward's own).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the row filter of `{0}` could not be applied")]
+pub struct RowFilterError(pub String);
+
+/// Wraps every filtered table of `statement`; placeholders for the claims start at
+/// `first_placeholder`. Returns the claims, in placeholder order (`$first`, `$first + 1`, ...;
+/// one per distinct claim).
+pub fn inject(
+    statement: &mut Statement,
+    policy: &Policy,
+    first_placeholder: usize,
+) -> Result<Vec<String>, RowFilterError> {
+    let mut v = Injector {
+        policy,
+        first: first_placeholder,
+        claims: Vec::new(),
+        error: None,
+    };
+    let _ = statement.visit(&mut v);
+    match v.error {
+        Some(e) => Err(e),
+        None => Ok(v.claims),
+    }
+}
+
+struct Injector<'a> {
+    policy: &'a Policy,
+    first: usize,
+    claims: Vec<String>,
+    error: Option<RowFilterError>,
+}
+
+impl VisitorMut for Injector<'_> {
+    type Break = ();
+
+    // Post-visit: the new subquery is not visited again (it would be wrapped forever).
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table { name, alias, .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        // The check rewrote every allowlisted table to exactly `"schema"."table"`; anything
+        // else here is a CTE reference.
+        let parts: Vec<&sqlparser::ast::Ident> = name
+            .0
+            .iter()
+            .filter_map(|p| match p {
+                ObjectNamePart::Identifier(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        let ([schema, table], Some('"'), Some('"')) = (
+            parts.as_slice(),
+            parts.first().and_then(|i| i.quote_style),
+            parts.get(1).and_then(|i| i.quote_style),
+        ) else {
+            return ControlFlow::Continue(());
+        };
+        let Some(rule) = self.policy.table(&schema.value, &table.value) else {
+            return ControlFlow::Continue(());
+        };
+        let Some(filter) = &rule.row_filter else {
+            return ControlFlow::Continue(());
+        };
+        let index = match self.claims.iter().position(|c| *c == filter.claim) {
+            Some(i) => i,
+            None => {
+                self.claims.push(filter.claim.clone());
+                self.claims.len() - 1
+            }
+        };
+        let placeholder = self.first + index;
+        let columns = match &rule.columns {
+            Columns::List(cols) => cols
+                .iter()
+                .map(|c| quote(&c.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Columns::All { .. } => "*".to_string(),
+        };
+        let alias = match alias {
+            Some(a) => a.to_string(),
+            None => quote(&table.value),
+        };
+        let text = format!(
+            "SELECT 1 FROM (SELECT {columns} FROM {}.{} WHERE {} = ${placeholder}) AS {alias}",
+            quote(&schema.value),
+            quote(&table.value),
+            quote(&filter.column),
+        );
+        match derived(&text) {
+            Some(d) => *factor = d,
+            None => {
+                self.error = Some(RowFilterError(rule.name.to_string()));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The derived table of `SELECT 1 FROM (<subquery>) AS alias`.
+fn derived(text: &str) -> Option<TableFactor> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, text).ok()?;
+    let Some(Statement::Query(query)) = statements.pop() else {
+        return None;
+    };
+    let SetExpr::Select(select) = *query.body else {
+        return None;
+    };
+    select.from.into_iter().next().map(|t| t.relation)
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
