@@ -342,3 +342,137 @@ async fn a_caller_without_the_claim_is_refused() {
         .await;
     assert!(!out.is_error, "{}", out.text);
 }
+
+/// Roles for the per-scope role tests: `tenancy_basic` reads a few customer columns,
+/// `tenancy_pii` more, `tenancy_writer` could write (and must never be accepted); the login
+/// role `pgward_reader` is a member of all three (it does not inherit their rights).
+async fn create_roles(f: &common::Fixture) {
+    // Once per test binary: concurrent GRANTs on the same objects can fail with "tuple
+    // concurrently updated".
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| create_roles_once(f)).await;
+}
+
+async fn create_roles_once(f: &common::Fixture) {
+    let admin = f.superuser().await;
+    admin
+        .batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenancy_basic') THEN CREATE ROLE tenancy_basic; END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenancy_pii') THEN CREATE ROLE tenancy_pii; END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenancy_writer') THEN CREATE ROLE tenancy_writer; END IF;
+             END $$;
+             GRANT USAGE ON SCHEMA public TO tenancy_basic, tenancy_pii, tenancy_writer;
+             GRANT SELECT (id, full_name, country) ON public.customers TO tenancy_basic;
+             GRANT SELECT (id, full_name, country, created_at, lifetime_value) ON public.customers TO tenancy_pii;
+             GRANT SELECT ON public.orders TO tenancy_writer;
+             GRANT INSERT ON public.orders TO tenancy_writer;
+             GRANT tenancy_basic, tenancy_pii, tenancy_writer TO pgward_reader;",
+        )
+        .await
+        .unwrap();
+}
+
+fn with_scopes(subject: &str, scopes: &[&str]) -> CallContext {
+    let mut c = caller(subject, None);
+    c.principal.scopes = scopes.iter().map(|s| (*s).to_string()).collect();
+    c
+}
+
+const ROLES: &str = r#"
+[scopes]
+implies = { "db:pii" = ["db:read"] }
+
+[[roles]]
+scope = "db:pii"
+role = "tenancy_pii"
+
+[[roles]]
+scope = "db:read"
+role = "tenancy_basic"
+"#;
+
+#[tokio::test]
+async fn each_scope_runs_as_its_database_role() {
+    let f = fixture();
+    create_roles(&f).await;
+    let engine = f
+        .engine(&TestConfig {
+            extra: ROLES.into(),
+            ..TestConfig::default()
+        })
+        .await;
+    let reader = with_scopes("ann", &["db:read"]);
+    let pii = with_scopes("pia", &["db:pii"]);
+    let q = "SELECT lifetime_value FROM customers WHERE id = 1";
+    // The column the basic role lacks: PostgreSQL itself refuses it.
+    let out = sql(&engine, &reader, q).await;
+    assert_eq!(code(&out), "database_error", "{}", out.text);
+    assert!(out.text.contains("42501"), "{}", out.text);
+    // The pii role has it.
+    assert_eq!(rows(&sql(&engine, &pii, q).await).len(), 1);
+    // Both can read what the basic role may.
+    for who in [&reader, &pii] {
+        assert_eq!(
+            firsts(&sql(&engine, who, "SELECT full_name FROM customers WHERE id = 1").await).len(),
+            1
+        );
+    }
+    // The role never outlives a call: the same pooled connections serve the basic role right
+    // after the pii role (pool_size is 2).
+    for _ in 0..3 {
+        assert_eq!(rows(&sql(&engine, &pii, q).await).len(), 1);
+        assert_eq!(code(&sql(&engine, &reader, q).await), "database_error");
+    }
+}
+
+#[tokio::test]
+async fn a_caller_without_a_mapped_scope_is_refused_and_unsafe_roles_stop_start_up() {
+    let f = fixture();
+    create_roles(&f).await;
+    let only_pii = "[scopes]\nimplies = { \"db:pii\" = [\"db:read\"] }\n[[roles]]\nscope = \"db:pii\"\nrole = \"tenancy_pii\"\n";
+    let engine = f
+        .engine(&TestConfig {
+            extra: only_pii.into(),
+            ..TestConfig::default()
+        })
+        .await;
+    let out = sql(
+        &engine,
+        &with_scopes("ann", &["db:read"]),
+        "SELECT 1 AS one",
+    )
+    .await;
+    assert_eq!(code(&out), "no_database_role");
+    assert_eq!(
+        rows(&sql(&engine, &with_scopes("pia", &["db:pii"]), "SELECT 1 AS one").await).len(),
+        1
+    );
+
+    // A role that can write is refused by the start-up (and reload) checks, like the login
+    // role would be.
+    let writer = TestConfig {
+        extra: "[[roles]]\nscope = \"db:read\"\nrole = \"tenancy_writer\"\n".into(),
+        ..TestConfig::default()
+    };
+    let err = engine
+        .check_against_database(&f.settings(&writer))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("role `tenancy_writer` can write to"), "{err}");
+    // A role the login role cannot switch to is named.
+    let stranger = TestConfig {
+        extra: "[[roles]]\nscope = \"db:read\"\nrole = \"no_such_role\"\n".into(),
+        ..TestConfig::default()
+    };
+    let err = engine
+        .check_against_database(&f.settings(&stranger))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("roles (`db:read` → `no_such_role`): cannot switch to it"),
+        "{err}"
+    );
+}

@@ -36,6 +36,10 @@ pub struct Config {
     /// Claims set as transaction-local settings before each query, for row-level security.
     #[serde(default)]
     pub session: SessionConfig,
+    /// Per-scope database roles: the first entry whose scope the caller holds names the role
+    /// the call runs as (`SET LOCAL ROLE`).
+    #[serde(default)]
+    pub roles: Vec<RoleConfig>,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`); off unless configured.
     #[serde(default)]
     pub admin: Option<crate::admin::AdminConfig>,
@@ -43,6 +47,14 @@ pub struct Config {
     /// start-up.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
+}
+
+/// One `[[roles]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RoleConfig {
+    pub scope: String,
+    /// A role the pool's login role is a member of.
+    pub role: String,
 }
 
 /// The `[session]` section.

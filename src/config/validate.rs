@@ -106,6 +106,9 @@ pub struct Settings {
     pub stdio_claims: BTreeMap<String, String>,
     /// `(setting, claim)`: transaction-local settings made from the caller's claims.
     pub session_settings: Vec<(String, String)>,
+    /// `(scope, role)` in config order: a call runs as the first role whose scope the caller
+    /// holds; with roles configured, a caller holding none is refused.
+    pub roles: Vec<(String, String)>,
 }
 
 /// Validates `config`. `catalog` gives the real column list of tables declared with
@@ -386,6 +389,29 @@ pub fn validate(
         validate_http(http, config, &mut problems);
     }
     validate_audit(&config.audit, &mut problems);
+    let mut role_scopes = BTreeSet::new();
+    for (i, r) in config.roles.iter().enumerate() {
+        let key = format!("roles[{i}]");
+        if r.scope.trim().is_empty() {
+            problems.push(format!("{key}.scope: must not be empty"));
+        } else if !role_scopes.insert(r.scope.clone()) {
+            problems.push(format!("{key}.scope: `{}` is mapped twice", r.scope));
+        }
+        let plain = r.role.len() <= 63
+            && r.role
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && r.role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            problems.push(format!(
+                "{key}.role: `{}` must be a plain lower-case role name",
+                r.role
+            ));
+        }
+    }
     for (setting, claim) in &config.session.settings {
         let part = |p: &str| {
             !p.is_empty()
@@ -444,6 +470,11 @@ pub fn validate(
                 .settings
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            roles: config
+                .roles
+                .iter()
+                .map(|r| (r.scope.clone(), r.role.clone()))
                 .collect(),
         }),
         _ => Err(problems),

@@ -225,8 +225,35 @@ impl Database {
         limits: CallLimits,
         cancelled: impl Future<Output = ()>,
     ) -> Result<QueryOutput, DbError> {
+        self.run_as(None, sql, args, claims, context, limits, cancelled)
+            .await
+    }
+
+    /// [`Database::run_in_context`] after `SET LOCAL ROLE role` (a role the login role is a
+    /// member of), so that role's column grants and row-level security apply to the call.
+    #[allow(clippy::too_many_arguments, reason = "one call's whole context")]
+    pub async fn run_as(
+        &self,
+        role: Option<&str>,
+        sql: &str,
+        args: &[(String, Value)],
+        claims: &[(String, String)],
+        context: &[(String, String)],
+        limits: CallLimits,
+        cancelled: impl Future<Output = ()>,
+    ) -> Result<QueryOutput, DbError> {
         let mut session = self.open().await?;
         let client = session.client()?;
+        // INVARIANT: SET LOCAL: the role ends with the transaction, and every call ends in
+        // ROLLBACK, so the next call on this connection starts as the login role again.
+        if let Some(role) = role
+            && let Err(e) = client
+                .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+                .await
+        {
+            session.rollback().await;
+            return Err(DbError::from_pg(&e));
+        }
         for (name, value) in context {
             // INVARIANT: the settings are transaction-local (`true`), so the ROLLBACK that
             // ends every call clears them before the connection serves anyone else.
@@ -278,8 +305,26 @@ impl Database {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
+        self.catalog_query_as(None, sql, params).await
+    }
+
+    /// [`Database::catalog_query`] after `SET LOCAL ROLE role`.
+    async fn catalog_query_as(
+        &self,
+        role: Option<&str>,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, DbError> {
         let mut session = self.open().await?;
         let client = session.client()?;
+        if let Some(role) = role
+            && let Err(e) = client
+                .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+                .await
+        {
+            session.rollback().await;
+            return Err(DbError::from_pg(&e));
+        }
         let rows = client
             .query(sql, params)
             .await
@@ -342,8 +387,14 @@ impl Database {
 
     /// DESIGN invariant 5: what can this role do? Returns every finding that makes it unsafe.
     pub async fn posture(&self) -> Result<Vec<String>, DbError> {
+        self.posture_as(None).await
+    }
+
+    /// [`Database::posture`] of `role`, as the login role switches to it for a call.
+    pub async fn posture_as(&self, role: Option<&str>) -> Result<Vec<String>, DbError> {
         let rows = self
-            .catalog_query(
+            .catalog_query_as(
+                role,
                 "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, \
                  (SELECT pg_catalog.array_agg(n.nspname::text || '.' || c.relname::text ORDER BY 1) \
                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \

@@ -143,6 +143,7 @@ pub mod codes {
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
     pub const MISSING_CLAIM: &str = "missing_claim";
     pub const BOUND_PARAMETER: &str = "bound_parameter";
+    pub const NO_DATABASE_ROLE: &str = "no_database_role";
 }
 
 impl Engine {
@@ -668,6 +669,28 @@ impl Engine {
             };
             claims.push((claim.clone(), value.clone()));
         }
+        // The database role of the call: the first configured one whose scope the caller
+        // holds. With roles configured, holding none of them is a refusal, never the login
+        // role's rights.
+        let role = if settings.roles.is_empty() {
+            None
+        } else {
+            let held = settings.scopes.effective(&principal.scopes);
+            match settings
+                .roles
+                .iter()
+                .find(|(scope, _)| held.contains(scope))
+            {
+                Some((_, role)) => Some(role.as_str()),
+                None => {
+                    return refusal(
+                        codes::NO_DATABASE_ROLE,
+                        "none of your scopes maps to a database role",
+                        vec![],
+                    );
+                }
+            }
+        };
         let mut context = Vec::with_capacity(settings.session_settings.len());
         for (setting, claim) in &settings.session_settings {
             let Some(value) = principal.claims.get(claim) else {
@@ -682,7 +705,15 @@ impl Engine {
         };
         match self
             .db
-            .run_in_context(&checked.sql, &args, &claims, &context, limits, cancelled)
+            .run_as(
+                role,
+                &checked.sql,
+                &args,
+                &claims,
+                &context,
+                limits,
+                cancelled,
+            )
             .await
         {
             Ok(output) => {
@@ -825,7 +856,18 @@ impl Engine {
         settings: &Settings,
     ) -> Result<Vec<String>, DbError> {
         let mut warnings = Vec::new();
-        let findings = self.db.posture().await?;
+        let mut findings = self.db.posture().await?;
+        // Every role a call can switch to is held to the same standard as the login role.
+        for (scope, role) in &settings.roles {
+            match self.db.posture_as(Some(role)).await {
+                Ok(f) => findings.extend(f),
+                Err(e) => {
+                    return Err(DbError::Posture(format!(
+                        "roles (`{scope}` → `{role}`): cannot switch to it: {e}"
+                    )));
+                }
+            }
+        }
         if !findings.is_empty() {
             if settings.database.allow_privileged_role {
                 for f in &findings {
