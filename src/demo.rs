@@ -17,6 +17,13 @@ const DEMO_CONFIG: &str = r#"
 [server]
 name = "pgward-demo"
 stdio_principal = "stdio:demo"
+# The demo caller belongs to tenant "acme" (over HTTP this claim comes from the token).
+stdio_claims = { tenant = "acme" }
+
+# Row-level security in the database: tenant_notes' policy reads this setting, which pgward
+# sets per transaction from the caller's claim.
+[session]
+settings = { "pgward.tenant" = "tenant" }
 
 [database]
 url = "postgres://pgward_reader:${DEMO_DB_PASSWORD}@127.0.0.1:${DEMO_PORT}/postgres"
@@ -48,6 +55,23 @@ description = "Product catalogue"
 name = "support_tickets"
 columns = "all"
 description = "Customer support tickets (free text written by customers)"
+
+[[tables]]
+name = "projects"
+columns = ["id", "name"]
+description = "Projects of your tenant (pgward filters the rows by your tenant claim)"
+row_filter = { column = "tenant", claim = "tenant" }
+
+[[tables]]
+name = "tasks"
+columns = ["id", "project_id", "title", "done"]
+description = "Tasks of your tenant's projects (filtered by your tenant claim)"
+row_filter = { column = "tenant", claim = "tenant" }
+
+[[tables]]
+name = "tenant_notes"
+columns = ["id", "body"]
+description = "Notes of your tenant (filtered by row-level security in PostgreSQL)"
 
 [[tools]]
 name = "orders_for_customer"
@@ -112,6 +136,7 @@ pub async fn run(no_serve: bool) -> Result<(), AppError> {
         "pgward demo: PostgreSQL from {} on 127.0.0.1:{} with sample data; pgward connects as the least-privilege role pgward_reader.\n\
          pgward demo: tables the model may query: {}. Hidden: customers.ssn, public.staff_passwords, schema internal.\n\
          pgward demo: support ticket 42 carries a prompt-injection text; pgward flags it in results.\n\
+         pgward demo: you are tenant `acme`: projects and tasks are filtered by pgward, tenant_notes by row-level security; tenant globex's rows stay invisible.\n\
          \n\
          Add it to Claude Desktop (claude_desktop_config.json):\n\
          {{\"mcpServers\": {{\"pgward-demo\": {{\"command\": \"{exe}\", \"args\": [\"demo\"]}}}}}}\n\

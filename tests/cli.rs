@@ -110,7 +110,7 @@ fn demo_sets_up_and_prints_the_client_configuration() {
     assert!(err.contains("\"mcpServers\""), "{err}");
     assert!(err.contains("claude mcp add pgward-demo --"), "{err}");
     assert!(
-        err.contains("public.customers, public.orders, public.products, public.support_tickets"),
+        err.contains("public.customers, public.orders, public.products, public.projects, public.support_tickets, public.tasks, public.tenant_notes"),
         "{err}"
     );
 }
@@ -143,8 +143,13 @@ async fn demo_serves_the_sample_data_over_stdio() {
         "name": "query", "arguments": {"sql": "SELECT secret_key FROM internal.api_keys"}}}),
     )
     .await;
+    // The demo caller is tenant acme: globex's rows are invisible, through the row filter
+    // (projects) and through row-level security (tenant_notes).
+    send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "query", "arguments": {"sql": "SELECT name FROM projects UNION ALL SELECT body FROM tenant_notes ORDER BY 1"}}}))
+    .await;
     let mut got = std::collections::BTreeMap::new();
-    while got.len() < 3 {
+    while got.len() < 4 {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .expect("the demo answers")
@@ -171,6 +176,18 @@ async fn demo_serves_the_sample_data_over_stdio() {
     assert_eq!(
         hidden["structuredContent"]["error"]["code"],
         json!("table_not_allowed")
+    );
+    let tenant = &got[&4]["result"];
+    assert_eq!(tenant["isError"], json!(false), "{tenant}");
+    assert_eq!(
+        tenant["structuredContent"]["rows"],
+        json!([
+            ["Giant magnet"],
+            ["Rocket skates"],
+            ["acme: quarterly plan"],
+            ["acme: supplier list"]
+        ]),
+        "{tenant}"
     );
     drop(stdin);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
