@@ -13,6 +13,8 @@
 )]
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 
 use std::collections::BTreeMap;
 use std::future::pending;
@@ -474,5 +476,60 @@ async fn a_caller_without_a_mapped_scope_is_refused_and_unsafe_roles_stop_start_
     assert!(
         err.contains("roles (`db:read` → `no_such_role`): cannot switch to it"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn over_http_the_claims_come_from_the_token_or_the_api_key() {
+    let f = fixture();
+    let key = "pgw_acme_bot_key_0123456789abcdef0123456789abcdef";
+    let extra = format!(
+        "[[tables]]\nname = \"public.projects\"\ncolumns = [\"id\", \"name\"]\nrow_filter = {{ column = \"tenant\", claim = \"tenant\" }}\n\
+         [[auth.api_keys]]\nsubject = \"acme-bot\"\nkey_sha256 = \"{}\"\nscopes = [\"db:read\"]\nclaims = {{ tenant = \"acme\" }}\n",
+        http::sha256_hex(key.as_bytes())
+    );
+    let server = http::HttpServer::start(
+        &f,
+        http::Knobs {
+            extra_toml: extra,
+            rate_per_principal: 50,
+            ..http::Knobs::default()
+        },
+    )
+    .await;
+    let token = |sub: &str, tenant: Option<&str>| {
+        let mut claims = server.claims(sub, "db:read");
+        if let Some(t) = tenant {
+            claims["tenant"] = json!(t);
+        }
+        http::hs256(&claims, http::JWT_SECRET.as_bytes())
+    };
+    let names = |reply: &http::Reply| -> Vec<String> {
+        let result = &reply.json()["result"];
+        assert_eq!(result["isError"], json!(false), "{result}");
+        result["structuredContent"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let q = json!({"sql": "SELECT name FROM projects ORDER BY id"});
+    let acme = server
+        .call_tool(&token("ann", Some("acme")), "query", q.clone())
+        .await;
+    assert_eq!(names(&acme), vec!["Rocket skates", "Giant magnet"]);
+    let globex = server
+        .call_tool(&token("gus", Some("globex")), "query", q.clone())
+        .await;
+    assert_eq!(names(&globex), vec!["Doomsday device"]);
+    let bot = server.call_tool(key, "query", q.clone()).await;
+    assert_eq!(names(&bot), vec!["Rocket skates", "Giant magnet"]);
+    let none = server.call_tool(&token("nina", None), "query", q).await;
+    let result = &none.json()["result"];
+    assert_eq!(result["isError"], json!(true));
+    assert_eq!(
+        result["structuredContent"]["error"]["code"],
+        json!("missing_claim")
     );
 }

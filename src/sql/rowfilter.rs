@@ -16,7 +16,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{ObjectNamePart, SetExpr, Statement, TableFactor, VisitMut, VisitorMut};
+use sqlparser::ast::{Expr, ObjectNamePart, SetExpr, Statement, TableFactor, VisitMut, VisitorMut};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -55,8 +55,31 @@ struct Injector<'a> {
     error: Option<RowFilterError>,
 }
 
+/// A name as PostgreSQL folds it: unquoted identifiers to lower case, quoted ones exact.
+fn folded(i: &sqlparser::ast::Ident) -> String {
+    match i.quote_style {
+        Some(_) => i.value.clone(),
+        None => i.value.to_ascii_lowercase(),
+    }
+}
+
 impl VisitorMut for Injector<'_> {
     type Break = ();
+
+    // `schema.table.column` names the table, which is now a subquery under the table's own
+    // name: the column becomes `table.column` (PostgreSQL would refuse the schema there).
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && let [schema, table, _] = parts.as_slice()
+            && self
+                .policy
+                .table(&folded(schema), &folded(table))
+                .is_some_and(|rule| rule.row_filter.is_some())
+        {
+            parts.remove(0);
+        }
+        ControlFlow::Continue(())
+    }
 
     // Post-visit: the new subquery is not visited again (it would be wrapped forever).
     fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
@@ -137,4 +160,116 @@ fn derived(text: &str) -> Option<TableFactor> {
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::policy::{
+        ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, RowFilter, TableRule,
+    };
+    use crate::sql::{DEFAULT_FUNCTIONS, ParamMode, check};
+
+    fn policy() -> Policy {
+        let table = |name: &str, cols: &[&str], filter: Option<&str>| {
+            let q = QualifiedName {
+                schema: "public".into(),
+                name: name.into(),
+            };
+            let rule = TableRule {
+                name: q.clone(),
+                columns: Columns::List(
+                    cols.iter()
+                        .map(|c| ColumnRule {
+                            name: (*c).into(),
+                            redact: None,
+                        })
+                        .collect(),
+                ),
+                description: None,
+                row_filter: filter.map(|claim| RowFilter {
+                    column: "tenant".into(),
+                    claim: claim.into(),
+                }),
+            };
+            (q, rule)
+        };
+        Policy {
+            schemas: vec!["public".into()],
+            tables: BTreeMap::from([
+                table("projects", &["id", "name"], Some("tenant")),
+                table("tasks", &["id", "project_id", "title"], Some("org")),
+                table("colors", &["id", "name"], None),
+            ]),
+            functions: FunctionAllowlist {
+                builtin: DEFAULT_FUNCTIONS.iter().map(|f| (*f).to_string()).collect(),
+                extra: Default::default(),
+            },
+            max_rows: 10,
+            max_sql_length: 10_000,
+        }
+    }
+
+    fn sql(text: &str) -> (String, Vec<String>) {
+        let c = check(&policy(), text, ParamMode::None).unwrap();
+        (c.sql, c.claim_params)
+    }
+
+    #[test]
+    fn every_reference_is_wrapped_and_each_claim_bound_once() {
+        let (s, claims) = sql(
+            "SELECT p.name FROM projects p JOIN tasks t ON t.project_id = p.id \
+             WHERE p.id IN (SELECT project_id FROM tasks) UNION SELECT name FROM colors",
+        );
+        assert_eq!(
+            s,
+            "SELECT p.name FROM (SELECT \"id\", \"name\" FROM \"public\".\"projects\" WHERE \"tenant\" = $1) AS p \
+             JOIN (SELECT \"id\", \"project_id\", \"title\" FROM \"public\".\"tasks\" WHERE \"tenant\" = $2) AS t ON t.project_id = p.id \
+             WHERE p.id IN (SELECT project_id FROM (SELECT \"id\", \"project_id\", \"title\" FROM \"public\".\"tasks\" WHERE \"tenant\" = $2) AS \"tasks\") \
+             UNION SELECT name FROM \"public\".\"colors\" LIMIT 11"
+        );
+        assert_eq!(claims, vec!["tenant", "org"]);
+    }
+
+    #[test]
+    fn schema_qualified_columns_follow_the_wrapped_table() {
+        let (s, _) = sql("SELECT public.projects.name FROM public.projects");
+        assert_eq!(
+            s,
+            "SELECT projects.name FROM (SELECT \"id\", \"name\" FROM \"public\".\"projects\" WHERE \"tenant\" = $1) AS \"projects\" LIMIT 11"
+        );
+    }
+
+    #[test]
+    fn a_cte_named_like_a_table_is_not_wrapped_but_its_body_is() {
+        let (s, claims) = sql("WITH projects AS (SELECT id FROM projects) SELECT id FROM projects");
+        assert_eq!(
+            s,
+            "WITH projects AS (SELECT id FROM (SELECT \"id\", \"name\" FROM \"public\".\"projects\" WHERE \"tenant\" = $1) AS \"projects\") SELECT id FROM projects LIMIT 11"
+        );
+        assert_eq!(claims, vec!["tenant"]);
+    }
+
+    #[test]
+    fn unfiltered_tables_and_tools_keep_their_placeholders() {
+        let (s, claims) = sql("SELECT name FROM colors");
+        assert_eq!(s, "SELECT name FROM \"public\".\"colors\" LIMIT 11");
+        assert!(claims.is_empty());
+        // A tool's own parameters come first; the claims follow.
+        let c = check(
+            &policy(),
+            "SELECT name FROM projects WHERE id = $1",
+            ParamMode::Tool { count: 1 },
+        )
+        .unwrap();
+        assert!(
+            c.sql
+                .contains("WHERE \"tenant\" = $2) AS \"projects\" WHERE id = $1"),
+            "{}",
+            c.sql
+        );
+        assert_eq!(c.claim_params, vec!["tenant"]);
+        assert_eq!(c.placeholders, 1);
+    }
 }
