@@ -309,6 +309,8 @@ pub struct Knobs {
     pub max_body_bytes: Option<usize>,
     /// `max_in_flight_per_principal`, when set.
     pub max_in_flight: Option<u32>,
+    /// `rate_global` and `burst_global`, when set.
+    pub rate_global: Option<u32>,
     /// `trusted_proxies`.
     pub trusted_proxies: Vec<String>,
     /// Allow `http://127.0.0.1:<port>` as a browser origin.
@@ -333,6 +335,7 @@ impl Default for Knobs {
             rate_per_principal: 5,
             max_body_bytes: None,
             max_in_flight: None,
+            rate_global: None,
             trusted_proxies: Vec::new(),
             allow_own_origin: false,
             tls: false,
@@ -375,6 +378,9 @@ pub fn write_http_config(
     }
     if let Some(n) = knobs.max_connections {
         http.push_str(&format!("max_connections = {n}\n"));
+    }
+    if let Some(n) = knobs.rate_global {
+        http.push_str(&format!("rate_global = {n}\nburst_global = {n}\n"));
     }
     if let Some(n) = knobs.max_in_flight {
         http.push_str(&format!("max_in_flight_per_principal = {n}\n"));

@@ -110,6 +110,16 @@ impl Fixture {
         self.cluster.port()
     }
 
+    /// Stops PostgreSQL (`pg_ctl stop -m fast`), keeping its data; blocking.
+    pub fn stop_database(&self) {
+        self.cluster.stop().expect("stop the cluster");
+    }
+
+    /// Starts PostgreSQL again on the same port and data; blocking.
+    pub fn start_database(&self) {
+        self.cluster.restart().expect("start the cluster");
+    }
+
     pub fn superuser_url(&self) -> String {
         self.cluster.superuser_url()
     }
