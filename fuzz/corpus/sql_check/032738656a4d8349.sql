@@ -1,0 +1,1 @@
+SELECT E'unterminated s3cr3t

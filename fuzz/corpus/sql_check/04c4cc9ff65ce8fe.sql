@@ -1,0 +1,1 @@
+SELECT email::text FROM customers

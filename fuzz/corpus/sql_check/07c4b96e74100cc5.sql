@@ -1,0 +1,1 @@
+SELECT 1 AS timeout_probe FROM pg_sleep(5)

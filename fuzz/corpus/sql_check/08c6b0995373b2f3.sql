@@ -1,0 +1,1 @@
+SELECT id FROM customers FETCH FIRST 5 ROWS ONLY

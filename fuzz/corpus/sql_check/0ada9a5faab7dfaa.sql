@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT tags[1] FROM products) t

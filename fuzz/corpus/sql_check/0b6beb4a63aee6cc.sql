@@ -1,0 +1,1 @@
+SELECT length(format('%2000s', 'x')) AS n, format('%20s', 'x') AS s

@@ -1,0 +1,1 @@
+SELECT c.id FROM customers c JOIN customers d USING (email)

@@ -1,0 +1,1 @@
+WITH x({long}) AS (SELECT id FROM customers) SELECT 1 FROM x

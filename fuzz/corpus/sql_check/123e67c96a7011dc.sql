@@ -1,0 +1,1 @@
+SELECT o.id, c.full_name FROM orders o INNER JOIN customers c ON c.id = o.customer_id

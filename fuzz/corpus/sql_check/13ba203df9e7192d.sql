@@ -1,0 +1,1 @@
+SELECT o.id FROM orders o JOIN products p ON p.id = o.product_id AND p.in_stock

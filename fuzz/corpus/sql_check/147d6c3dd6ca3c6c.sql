@@ -1,0 +1,1 @@
+WITH k AS (SELECT count(*) FROM internal.api_keys) SELECT 1 FROM k

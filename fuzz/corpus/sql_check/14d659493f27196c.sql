@@ -1,0 +1,1 @@
+SELECT lower(email) FROM customers

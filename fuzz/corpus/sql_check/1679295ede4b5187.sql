@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE id IN (SELECT id FROM customers WHERE email LIKE 'a%')

@@ -1,0 +1,1 @@
+SELECT public.customers.id FROM public.customers

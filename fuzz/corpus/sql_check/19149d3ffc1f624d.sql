@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT 1 AS ssn) z JOIN (customers JOIN (SELECT '123-45-6789' AS ssn) s USING (ssn)) ON true

@@ -1,0 +1,1 @@
+SELECT projects.name FROM (SELECT "id", "name" FROM "public"."projects" WHERE "tenant" = $1) AS "projects" LIMIT 11

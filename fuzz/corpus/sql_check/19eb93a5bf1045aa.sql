@@ -1,0 +1,1 @@
+SELECT pg_catalog.round(pg_catalog.avg(total)::NUMERIC, 2) FROM 

@@ -1,0 +1,1 @@
+SELECT length(email) FROM customers

@@ -1,0 +1,1 @@
+WITH c AS (SELECT a FROM t WHERE b = 's3cr3t') SELECT a FROM c WHERE a > 4242

@@ -1,0 +1,1 @@
+SELECT array_agg(DISTINCT country) FROM customers

@@ -1,0 +1,1 @@
+SELECT country, pg_catalog.count(*), pg_catalog.avg(lifetime_value) FROM 

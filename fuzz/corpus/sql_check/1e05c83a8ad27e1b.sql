@@ -1,0 +1,1 @@
+SELECT id FROM customers UNION SELECT id FROM orders LIMIT 5

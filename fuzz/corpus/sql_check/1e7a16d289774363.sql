@@ -1,0 +1,1 @@
+SELECT (SELECT status FROM customers LIMIT 1) FROM orders

@@ -1,0 +1,1 @@
+SELECT id, email FROM public.customers WHERE country = 'DE' AND lifetime_value > 100 ORDER BY id LIMIT 50

@@ -1,0 +1,1 @@
+WITH x AS (SELECT (SELECT pg_catalog.max(total) FROM 

@@ -1,0 +1,1 @@
+SELECT data->>'key', 'x'::text FROM t WHERE data ? 'k'

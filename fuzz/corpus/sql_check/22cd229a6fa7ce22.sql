@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE full_name ~ '^A' AND country = ANY (ARRAY['DE', 'FR'])

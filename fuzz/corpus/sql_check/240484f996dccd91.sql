@@ -1,0 +1,1 @@
+SELECT id, phone, email FROM customers

@@ -1,0 +1,1 @@
+SELECT data ->> 's3cr3t_key', data -> 's3cr3t', data -> 4242, data #>> '{s3cr3t,4242}', data #> '{s3cr3t}' FROM t

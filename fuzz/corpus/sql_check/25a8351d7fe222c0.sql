@@ -1,0 +1,1 @@
+SELECT coalesce(status, 'x') AS s, pg_catalog.upper(status) AS u FROM "public"."orders" LIMIT 101

@@ -1,0 +1,1 @@
+SELECT p.category, count(DISTINCT o.customer_id) FROM orders o JOIN products p ON p.id = o.product_id GROUP BY p.category

@@ -1,0 +1,1 @@
+WITH q AS ({inner}) SELECT * FROM q WHERE q.k0 IS NOT NULL ORDER BY 1{dir}{limit_clause}

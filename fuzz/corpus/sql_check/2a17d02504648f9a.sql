@@ -1,0 +1,1 @@
+SELECT data ->> $0, $0::TEXT FROM t WHERE data ? $0

@@ -1,0 +1,1 @@
+SELECT round(avg(total)::numeric, 2) FROM orders

@@ -1,0 +1,1 @@
+SELECT x.id FROM (SELECT id FROM orders LIMIT 5000) x

@@ -1,0 +1,1 @@
+SELECT count(*) FROM customers c, orders o JOIN products p ON p.id = o.product_id AND c.id = 1

@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE id NOT IN (1, 2, 3) AND full_name NOT LIKE '%x%' AND country NOT ILIKE 'de'

@@ -1,0 +1,1 @@
+SELECT c.full_name, o.total FROM customers c JOIN orders o USING (id) WHERE o.total > 5

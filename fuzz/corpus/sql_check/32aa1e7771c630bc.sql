@@ -1,0 +1,1 @@
+SELECT email, phone FROM customers GROUP BY 0b1, 0o2

@@ -1,0 +1,1 @@
+SELECT (SELECT o.status FROM customers LIMIT 1) FROM orders o

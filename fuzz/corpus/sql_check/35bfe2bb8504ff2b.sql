@@ -1,0 +1,1 @@
+SELECT DISTINCT ON (email) id FROM customers

@@ -1,0 +1,1 @@
+SELECT CAST('pg_sleep' AS regproc)

@@ -1,0 +1,1 @@
+SELECT coalesce(a, NULL) FROM t WHERE b IS NULL AND c = NULLIF(d, $0)

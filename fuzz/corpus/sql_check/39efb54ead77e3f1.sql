@@ -1,0 +1,1 @@
+SELECT count(*) FROM customers c, LATERAL unnest(ARRAY[1]) u

@@ -1,0 +1,1 @@
+SELECT email = 'a@b.c' FROM customers

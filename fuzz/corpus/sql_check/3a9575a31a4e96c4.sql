@@ -1,0 +1,1 @@
+SELECT id, o.total FROM orders o JOIN products p USING (id)

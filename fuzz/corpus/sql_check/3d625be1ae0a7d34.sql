@@ -1,0 +1,1 @@
+SELECT id, count(*) OVER w FROM customers WINDOW w AS (ORDER BY id)

@@ -1,0 +1,1 @@
+SELECT lower(full_name), upper(country), length(full_name), id::text || ':' || full_name FROM customers

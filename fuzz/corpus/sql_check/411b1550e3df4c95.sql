@@ -1,0 +1,1 @@
+SELECT attributes->>'color' AS color, attributes->'dims'->>'w', attributes #>> '{a,b}' FROM products WHERE attributes ? 'color'

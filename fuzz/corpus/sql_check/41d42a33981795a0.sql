@@ -1,0 +1,1 @@
+SELECT count(*) FROM a.b.c.d

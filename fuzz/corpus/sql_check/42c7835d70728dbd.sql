@@ -1,0 +1,1 @@
+WITH projects AS (SELECT id FROM (SELECT "id", "name" FROM "public"."projects" WHERE "tenant" = $1) AS "projects") SELECT id FROM projects LIMIT 11

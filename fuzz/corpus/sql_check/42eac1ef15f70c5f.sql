@@ -1,0 +1,1 @@
+SELECT o.id, c.id FROM orders o FULL OUTER JOIN customers c ON c.id = o.customer_id

@@ -1,0 +1,1 @@
+SELECT t.current_role FROM (SELECT 1 AS current_role) t

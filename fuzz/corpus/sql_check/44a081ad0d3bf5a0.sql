@@ -1,0 +1,1 @@
+SELECT nonexistent_column FROM orders

@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b = ANY(ARRAY[4242, 4243]) AND c <> ALL(ARRAY['s3cr3t'])

@@ -1,0 +1,1 @@
+SELECT COALESCE(status, 'none'), NULLIF(quantity, 0), GREATEST(total, 0), LEAST(total, 100) FROM orders

@@ -1,0 +1,1 @@
+WITH customers AS (SELECT id, status FROM 

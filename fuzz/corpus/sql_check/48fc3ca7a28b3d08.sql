@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT EXTRACT(YEAR FROM ordered_at) FROM orders) t

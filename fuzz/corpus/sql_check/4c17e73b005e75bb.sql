@@ -1,0 +1,1 @@
+SELECT full_name, country, lifetime_value::text FROM public.customers WHERE id = 1

@@ -1,0 +1,1 @@
+SELECT c.full_name, (SELECT pg_catalog.count(*) FROM 

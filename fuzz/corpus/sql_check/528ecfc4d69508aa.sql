@@ -1,0 +1,1 @@
+SELECT id FROM products ORDER BY id LIMIT 1

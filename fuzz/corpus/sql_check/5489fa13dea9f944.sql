@@ -1,0 +1,1 @@
+SELECT sku, price * 1.19 AS gross FROM products WHERE category SIMILAR TO '(a|b)%'

@@ -1,0 +1,1 @@
+SELECT body::int FROM support_tickets WHERE id = 42

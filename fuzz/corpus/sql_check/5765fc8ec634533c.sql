@@ -1,0 +1,1 @@
+SELECT EXTRACT(YEAR FROM ordered_at) FROM orders

@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE email LIKE '%@s3cr3t.example' AND lifetime_value > 4242

@@ -1,0 +1,1 @@
+SELECT "coalesce"(status, 'x') FROM orders

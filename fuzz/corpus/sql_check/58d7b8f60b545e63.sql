@@ -1,0 +1,1 @@
+SELECT 1 FROM (SELECT id FROM customers) s({long})

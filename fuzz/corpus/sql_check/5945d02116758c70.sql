@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE id = $1 AND country = $2 AND x = $0 AND y = -$1

@@ -1,0 +1,1 @@
+SELECT status, pg_catalog.count(*) FROM 

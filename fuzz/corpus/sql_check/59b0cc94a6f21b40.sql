@@ -1,0 +1,1 @@
+DROP ROLE pgward_test_reader_all

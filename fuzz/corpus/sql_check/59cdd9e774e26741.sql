@@ -1,0 +1,1 @@
+SELECT id, email FROM customers WHERE id = $1 AND created_at > now() - INTERVAL '4242 days'

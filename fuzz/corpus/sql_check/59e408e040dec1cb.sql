@@ -1,0 +1,1 @@
+SELECT o.id, p.name FROM 

@@ -1,0 +1,1 @@
+WITH big AS (SELECT customer_id, pg_catalog.sum(total) AS spent FROM 

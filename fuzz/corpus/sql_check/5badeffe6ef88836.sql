@@ -1,0 +1,1 @@
+SELECT * FROM products LIMIT 1000

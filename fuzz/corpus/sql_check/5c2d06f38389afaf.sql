@@ -1,0 +1,1 @@
+SELECT {p0} FROM {from}{where_clause} UNION ALL SELECT {p0} FROM {from} ORDER BY 1{dir}{limit_clause}

@@ -1,0 +1,1 @@
+SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM customers c WHERE status = 'x')

@@ -1,0 +1,1 @@
+WITH x AS (INSERT INTO orders (id) VALUES (1) RETURNING id) SELECT count(*) FROM x

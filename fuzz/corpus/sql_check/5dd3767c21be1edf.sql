@@ -1,0 +1,1 @@
+SELECT c.full_name, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n FROM customers c

@@ -1,0 +1,1 @@
+SELECT pg_catalog.coalesce(status, 'x') FROM orders

@@ -1,0 +1,1 @@
+SELECT '{4242}'::INT[], tags && ARRAY['s3cr3t'] FROM t

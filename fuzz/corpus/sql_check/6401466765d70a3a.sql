@@ -1,0 +1,1 @@
+SELECT string_agg(status, ',' ORDER BY status USING <) FROM orders

@@ -1,0 +1,1 @@
+SELECT jsonb_path_query(data, '$.s3cr3t[4242]'), data['s3cr3t'] FROM t

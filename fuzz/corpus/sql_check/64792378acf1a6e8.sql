@@ -1,0 +1,1 @@
+SELECT upper(full_name) FROM customers ORDER BY id LIMIT 1

@@ -1,0 +1,1 @@
+SELECT x FROM unnest(ARRAY['s3cr3t']) AS x

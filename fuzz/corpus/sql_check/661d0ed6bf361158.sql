@@ -1,0 +1,1 @@
+SELECT k.id FROM internal.api_keys k

@@ -1,0 +1,1 @@
+SELECT overlay(c PLACING 's3cr3t' FROM 4242 FOR 4242), extract(YEAR FROM ts) FROM t

@@ -1,0 +1,1 @@
+WITH x (k) AS (SELECT id FROM 

@@ -1,0 +1,1 @@
+SELECT count(*) FROM unnest(ARRAY[1, 2])

@@ -1,0 +1,1 @@
+DROP FUNCTION public.upper(text); ALTER ROLE pgward_reader RESET standard_conforming_strings

@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b IN (SELECT x FROM u WHERE y = 's3cr3t') AND c > (SELECT 4242)

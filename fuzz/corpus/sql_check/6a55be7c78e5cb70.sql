@@ -1,0 +1,1 @@
+SELECT date_part('dow', ordered_at), age(ordered_at), to_char(ordered_at, 'YYYY-MM') FROM orders

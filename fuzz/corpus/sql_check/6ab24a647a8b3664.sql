@@ -1,0 +1,1 @@
+SELECT count(*) FROM customers c JOIN db.public.orders o ON true

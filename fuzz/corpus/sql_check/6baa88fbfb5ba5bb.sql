@@ -1,0 +1,1 @@
+SELECT 1 AS pgward_cancel_probe FROM pg_sleep(30)

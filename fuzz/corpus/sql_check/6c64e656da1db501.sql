@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b IN ('s3cr3t', 's3cr3t2', 'x') AND c NOT IN (4242, 4243)

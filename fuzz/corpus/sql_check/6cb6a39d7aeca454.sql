@@ -1,0 +1,1 @@
+SELECT substring(c FROM 4242 FOR 4242), trim(BOTH 's3cr3t' FROM c), position('s3cr3t' IN c) FROM t

@@ -1,0 +1,1 @@
+SELECT (SELECT ssn FROM customers LIMIT 1) FROM orders

@@ -1,0 +1,1 @@
+SELECT x FROM generate_series(1, 10) AS x

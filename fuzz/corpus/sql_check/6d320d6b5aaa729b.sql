@@ -1,0 +1,1 @@
+SELECT email FROM customers ORDER BY (0x1)

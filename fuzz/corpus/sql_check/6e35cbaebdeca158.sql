@@ -1,0 +1,1 @@
+WITH big AS (SELECT customer_id, sum(total) AS spent FROM orders GROUP BY customer_id) SELECT * FROM big WHERE spent > 1000

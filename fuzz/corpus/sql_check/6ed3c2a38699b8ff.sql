@@ -1,0 +1,1 @@
+SELECT public.projects.name FROM public.projects

@@ -1,0 +1,1 @@
+SELECT id FROM customers UNION SELECT id FROM internal.api_keys

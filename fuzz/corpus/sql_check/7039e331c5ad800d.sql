@@ -1,0 +1,1 @@
+SELECT * FROM (VALUES ($0, $0)) AS v (a, b)

@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b LIKE '%s3cr3t%' ESCAPE '!' AND c ILIKE 's3cr3t' AND d NOT LIKE '4242%'

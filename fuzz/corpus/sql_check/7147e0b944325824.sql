@@ -1,0 +1,1 @@
+SELECT id FROM customers OFFSET (SELECT count(*) FROM orders)

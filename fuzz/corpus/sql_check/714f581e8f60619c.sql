@@ -1,0 +1,1 @@
+SELECT status FROM orders UNION ALL SELECT email FROM customers

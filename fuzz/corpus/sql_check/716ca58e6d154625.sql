@@ -1,0 +1,1 @@
+SELECT title FROM tasks UNION ALL SELECT name FROM projects ORDER BY 1

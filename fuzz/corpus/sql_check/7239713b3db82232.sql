@@ -1,0 +1,1 @@
+SELECT pg_catalog.date_trunc('month', ordered_at) AS m, pg_catalog.count(*) FROM 

@@ -1,0 +1,1 @@
+SELECT id, price, thumbnail, tags FROM products WHERE id = 1

@@ -1,0 +1,1 @@
+SELECT ordered_at::DATE AS day, CAST(total AS NUMERIC) FROM 

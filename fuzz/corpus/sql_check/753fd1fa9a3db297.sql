@@ -1,0 +1,1 @@
+SELECT o.id FROM customers c JOIN (orders o JOIN products p ON p.id = o.product_id) ON o.customer_id = c.id

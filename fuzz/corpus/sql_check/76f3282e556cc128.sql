@@ -1,0 +1,1 @@
+SELECT a, count(*) FROM t GROUP BY a, 4242 HAVING count(*) > 4242 AND max(b) <> 's3cr3t'

@@ -1,0 +1,1 @@
+SELECT count(*) FILTER (WHERE email LIKE 'a%') FROM customers

@@ -1,0 +1,1 @@
+SELECT id FROM public.orders WHERE customer_id = 1 ORDER BY ordered_at DESC, id LIMIT 50

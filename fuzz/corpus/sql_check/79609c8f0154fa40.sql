@@ -1,0 +1,1 @@
+SELECT id, email, phone FROM customers ORDER BY id LIMIT 3

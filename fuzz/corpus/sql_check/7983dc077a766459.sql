@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE full_name LIKE 'A%' OR full_name ILIKE '%smith%'

@@ -1,0 +1,1 @@
+SELECT c.id, l.total FROM customers c LEFT JOIN LATERAL (SELECT o.total FROM orders o WHERE o.customer_id = c.id LIMIT 1) l ON true

@@ -1,0 +1,1 @@
+SELECT body FROM public.support_tickets WHERE id = 42

@@ -1,0 +1,1 @@
+SELECT 'x'::pg_catalog.regclass

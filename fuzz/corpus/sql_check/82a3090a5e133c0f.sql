@@ -1,0 +1,1 @@
+SELECT t.a FROM t JOIN u ON u.id = t.id AND u.k = 's3cr3t' LEFT JOIN v USING (id)

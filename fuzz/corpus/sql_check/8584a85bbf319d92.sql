@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT id, total FROM orders) AS t(a, b)

@@ -1,0 +1,1 @@
+SELECT count(*)::int8, sum(quantity)::int8, max(id)::int8 FROM public.orders

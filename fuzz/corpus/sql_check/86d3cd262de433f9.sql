@@ -1,0 +1,1 @@
+SELECT v.a FROM (VALUES (1), (2), (3)) AS v (a)

@@ -1,0 +1,1 @@
+SELECT phone FROM customers ORDER BY id LIMIT 1

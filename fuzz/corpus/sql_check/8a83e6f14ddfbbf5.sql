@@ -1,0 +1,1 @@
+SELECT d.k0, count(*) FROM ({inner}) AS d GROUP BY d.k0 ORDER BY 2{dir}{limit_clause}

@@ -1,0 +1,1 @@
+SELECT coalesce(status, 'x') AS s, upper(status) AS u FROM orders

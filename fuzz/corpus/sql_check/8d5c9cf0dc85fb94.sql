@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE id IN (SELECT k.id FROM internal.api_keys k)

@@ -1,0 +1,1 @@
+SELECT title FROM tasks WHERE tenant = 'globex' OR true ORDER BY id

@@ -1,0 +1,1 @@
+SELECT email, phone FROM public.customers ORDER BY id LIMIT 3

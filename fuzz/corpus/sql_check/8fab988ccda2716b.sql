@@ -1,0 +1,1 @@
+SELECT public.lower(full_name) FROM customers

@@ -1,0 +1,1 @@
+SELECT o.id, c.full_name FROM 

@@ -1,0 +1,1 @@
+SELECT id, title FROM tasks WHERE tenant = $1 AND done = $2 ORDER BY id

@@ -1,0 +1,1 @@
+SELECT coalesce(a, 's3cr3t'), round(b, 4242), lower('s3cr3t'), concat(a, 's3cr3t', 4242) FROM t

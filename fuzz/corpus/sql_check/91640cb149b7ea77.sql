@@ -1,0 +1,1 @@
+SELECT json_build_object('id', id, 'n', full_name) FROM customers

@@ -1,0 +1,1 @@
+SELECT email, phone FROM customers WHERE country = 'DE' ORDER BY created_at DESC LIMIT 20

@@ -1,0 +1,3 @@
+select   a
+from t -- a comment
+where b = 2

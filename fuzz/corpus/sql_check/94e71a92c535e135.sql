@@ -1,0 +1,1 @@
+SELECT system_user FROM (SELECT 1 AS system_user) t

@@ -1,0 +1,1 @@
+WITH a AS (SELECT id FROM customers), b AS (SELECT customer_id FROM orders) SELECT a.id FROM a JOIN b ON b.customer_id = a.id

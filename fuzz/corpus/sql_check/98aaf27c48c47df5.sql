@@ -1,0 +1,1 @@
+SELECT id FROM orders WHERE total > ANY (SELECT price FROM products)

@@ -1,0 +1,1 @@
+SELECT pg_catalog.count(*) FILTER (WHERE status = 'paid') FROM 

@@ -1,0 +1,1 @@
+SELECT DISTINCT ON (c.country) c.country, c.full_name FROM customers c ORDER BY c.country, c.lifetime_value DESC

@@ -1,0 +1,1 @@
+SELECT email AS e, count(*) FROM customers GROUP BY e

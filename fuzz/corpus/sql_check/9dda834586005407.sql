@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE email LIKE '%@other.example' AND lifetime_value > 1 LIMIT 3

@@ -1,0 +1,1 @@
+SELECT format('%2000000s', 'x') AS padded

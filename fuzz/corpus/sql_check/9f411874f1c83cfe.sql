@@ -1,0 +1,1 @@
+SELECT DISTINCT ON (customer_id) customer_id, total FROM 

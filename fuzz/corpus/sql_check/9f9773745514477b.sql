@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders UNION SELECT id FROM products)

@@ -1,0 +1,1 @@
+SELECT id, lag(total) OVER (PARTITION BY customer_id ORDER BY ordered_at), rank() OVER (ORDER BY total DESC) FROM orders

@@ -1,0 +1,1 @@
+SELECT id FROM products WHERE 'sale' = ANY (tags) AND tags && ARRAY['a']::text[]

@@ -1,0 +1,1 @@
+SELECT 's3cr3t'; SELECT 4242

@@ -1,0 +1,1 @@
+SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id FOR SHARE OF c NOWAIT

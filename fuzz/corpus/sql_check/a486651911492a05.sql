@@ -1,0 +1,1 @@
+SELECT ordered_at::timestamptz, total::float8, quantity::bigint, status::varchar(10), CAST(tags AS text[]) FROM orders, products

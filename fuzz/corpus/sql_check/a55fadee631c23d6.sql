@@ -1,0 +1,1 @@
+SELECT current_role FROM (SELECT 1 AS current_role) t

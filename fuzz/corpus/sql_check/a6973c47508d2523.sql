@@ -1,0 +1,1 @@
+SELECT customer_id, sum(total) FROM orders GROUP BY customer_id HAVING sum(total) > 100 ORDER BY sum(total) DESC LIMIT 5

@@ -1,0 +1,1 @@
+SELECT c.id FROM customers c CROSS JOIN LATERAL (SELECT count(*) AS n FROM internal.api_keys) k

@@ -1,0 +1,1 @@
+SELECT id, email AS e FROM customers ORDER BY e

@@ -1,0 +1,1 @@
+SELECT full_name FROM customers WHERE id = 1

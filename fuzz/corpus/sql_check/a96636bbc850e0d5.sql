@@ -1,0 +1,1 @@
+SELECT body FROM tenant_notes ORDER BY id

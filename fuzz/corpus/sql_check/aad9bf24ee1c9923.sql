@@ -1,0 +1,1 @@
+SELECT count(*) FILTER (WHERE status = 'paid') FROM orders

@@ -1,0 +1,1 @@
+SELECT c.id, o.id FROM customers c, orders o WHERE o.customer_id = c.id

@@ -1,0 +1,1 @@
+SELECT s FROM (SELECT id FROM orders) s

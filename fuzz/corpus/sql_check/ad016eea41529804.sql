@@ -1,0 +1,1 @@
+SELECT (SELECT c2.email FROM customers c2 WHERE c2.id = c.id) FROM customers c

@@ -1,0 +1,1 @@
+SELECT id FROM orders WHERE ordered_at > now() - interval '30 days'

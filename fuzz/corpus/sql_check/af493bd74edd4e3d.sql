@@ -1,0 +1,1 @@
+SELECT id, count(*) OVER (PARTITION BY phone) FROM customers

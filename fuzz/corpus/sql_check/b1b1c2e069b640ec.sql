@@ -1,0 +1,1 @@
+SELECT country FROM customers GROUP BY country HAVING max(email) > 'm'

@@ -1,0 +1,1 @@
+SELECT email FROM customers UNION SELECT status FROM orders

@@ -1,0 +1,1 @@
+SELECT c.full_name FROM customers AS c WHERE c.id IN (SELECT customer_id FROM orders WHERE total > 100)

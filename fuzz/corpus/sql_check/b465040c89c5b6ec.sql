@@ -1,0 +1,1 @@
+SELECT o.id, p.name FROM orders o RIGHT JOIN products p ON p.id = o.product_id

@@ -1,0 +1,1 @@
+SELECT id, email, count(*) FROM customers GROUP BY ROLLUP (id, 2)

@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT 1 AS ssn) z JOIN (customers JOIN orders ON ssn = '123-45-6789') ON true

@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT 1 AS k) z, orders o JOIN customers c ON c.id = o.customer_id

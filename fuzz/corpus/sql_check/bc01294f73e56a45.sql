@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE ts > DATE '2024-01-01' - INTERVAL '1 day' AND b > -5

@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE ts > DATE $0 - INTERVAL $0 AND b > $0

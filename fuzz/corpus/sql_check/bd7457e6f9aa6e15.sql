@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE data @> '{"k": "s3cr3t"}' AND data ? 's3cr3t' AND data ?| ARRAY['s3cr3t'] AND data ?& ARRAY['s3cr3t']

@@ -1,0 +1,1 @@
+SELECT c.id, o.id FROM customers c JOIN orders o ON o.customer_id = c.id JOIN products p ON p.id = o.product_id WHERE p.in_stock

@@ -1,0 +1,1 @@
+SELECT date_trunc('month', ordered_at) AS m, count(*) FROM orders GROUP BY 1 ORDER BY m

@@ -1,0 +1,1 @@
+SELECT id FROM customers UNION ALL SELECT id FROM orders ORDER BY 1 LIMIT 50

@@ -1,0 +1,1 @@
+SELECT c.id FROM customers c JOIN internal.api_keys k ON k.id = c.id

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT o.id, c.id FROM orders o JOIN customers c ON c.id = o.customer_id) t

@@ -1,0 +1,1 @@
+SELECT length(ssn) FROM customers

@@ -1,0 +1,1 @@
+SELECT pid, state, xact_start IS NULL FROM pg_stat_activity WHERE pid = ANY($1)

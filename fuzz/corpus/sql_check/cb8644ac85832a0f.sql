@@ -1,0 +1,1 @@
+SELECT name FROM projects WHERE id = $1

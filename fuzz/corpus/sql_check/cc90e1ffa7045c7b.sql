@@ -1,0 +1,1 @@
+SELECT id FROM orders WHERE status IN ('paid', 'shipped') AND total BETWEEN 10 AND 100

@@ -1,0 +1,1 @@
+SELECT current_schema FROM (SELECT 1 AS current_schema) t

@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b NOT IN ($1, $0, $2, $0)

@@ -1,0 +1,1 @@
+SELECT id, full_name, country, created_at, lifetime_value FROM customers WHERE id = 1

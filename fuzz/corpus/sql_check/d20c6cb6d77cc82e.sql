@@ -1,0 +1,1 @@
+SELECT t.title FROM projects p JOIN tasks t ON t.project_id = p.id ORDER BY t.id

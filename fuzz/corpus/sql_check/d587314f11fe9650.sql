@@ -1,0 +1,1 @@
+SELECT CASE status WHEN 'paid' THEN 1 ELSE 0 END FROM orders

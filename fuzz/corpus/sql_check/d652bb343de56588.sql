@@ -1,0 +1,1 @@
+SELECT query_to_xml('SELECT * FROM internal.api_keys', true, true, '')

@@ -1,0 +1,1 @@
+SELECT db.public.customers.id FROM customers

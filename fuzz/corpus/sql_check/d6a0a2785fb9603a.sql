@@ -1,0 +1,1 @@
+SELECT CASE WHEN email LIKE '%@gmail.com' THEN 1 ELSE 0 END FROM customers

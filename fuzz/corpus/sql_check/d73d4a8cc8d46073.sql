@@ -1,0 +1,1 @@
+SELECT c.country, p.category FROM 

@@ -1,0 +1,1 @@
+SELECT DISTINCT b.tenant FROM tasks a JOIN tasks b ON true

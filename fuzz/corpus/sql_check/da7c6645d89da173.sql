@@ -1,0 +1,1 @@
+WITH mine AS (SELECT * FROM tasks) SELECT count(*) FROM mine

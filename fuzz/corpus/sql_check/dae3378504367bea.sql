@@ -1,0 +1,1 @@
+SELECT id, email FROM public.customers WHERE country = $0 AND lifetime_value > $0 ORDER BY id LIMIT $0

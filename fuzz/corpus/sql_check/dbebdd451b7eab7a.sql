@@ -1,0 +1,1 @@
+SELECT tenant, count(*) FROM tasks GROUP BY tenant ORDER BY tenant

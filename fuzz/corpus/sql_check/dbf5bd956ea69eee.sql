@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b NOT IN ($1, 'a', 'b', $2, 'c')

@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE created_at >= DATE '2024-01-01' AND created_at > CURRENT_DATE - 7

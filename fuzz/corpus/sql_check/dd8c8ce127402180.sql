@@ -1,0 +1,1 @@
+SELECT jsonb_build_object(body, 1) AS j FROM support_tickets WHERE id = 42

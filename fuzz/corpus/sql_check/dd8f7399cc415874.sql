@@ -1,0 +1,1 @@
+SELECT c.id, o.id FROM 

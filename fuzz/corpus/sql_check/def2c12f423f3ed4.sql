@@ -1,0 +1,1 @@
+SELECT country FROM customers INTERSECT SELECT category FROM products

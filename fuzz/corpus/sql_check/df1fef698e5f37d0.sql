@@ -1,0 +1,1 @@
+SELECT upper(full_name) AS u, 'a\b' AS lit FROM customers ORDER BY id LIMIT 1

@@ -1,0 +1,1 @@
+SELECT id FROM orders WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = orders.customer_id AND c.country = 'DE')

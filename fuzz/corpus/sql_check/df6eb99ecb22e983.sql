@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b = 's3cr3t' AND c > 4242 OR NOT d <> E's3cr3t' AND e = TRUE

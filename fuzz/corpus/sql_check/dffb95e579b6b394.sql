@@ -1,0 +1,1 @@
+SELECT public.customers.phone FROM 

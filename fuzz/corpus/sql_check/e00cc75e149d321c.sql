@@ -1,0 +1,1 @@
+SELECT id FROM orders JOIN customers USING (id)

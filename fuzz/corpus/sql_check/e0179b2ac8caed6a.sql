@@ -1,0 +1,1 @@
+SELECT ARRAY['s3cr3t', 'x'], ARRAY[[4242, 4243], [1, 2]], a[4242], a[4242:4243] FROM t

@@ -1,0 +1,1 @@
+SELECT t.customer_id, t.s FROM (SELECT customer_id, pg_catalog.sum(total) AS s FROM 

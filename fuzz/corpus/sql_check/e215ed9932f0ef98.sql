@@ -1,0 +1,1 @@
+SET pgward.tenant = 'globex'

@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE b SIMILAR TO 's3cr3t' AND c ~ 's3cr3t' AND d ~* '4242'

@@ -1,0 +1,1 @@
+SELECT id, full_name, email FROM customers ORDER BY 0_3

@@ -1,0 +1,1 @@
+SELECT max(email) FROM customers

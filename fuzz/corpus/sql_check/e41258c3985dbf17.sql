@@ -1,0 +1,1 @@
+SELECT 1 FROM (SELECT {columns} FROM {}.{} WHERE {} = ${placeholder}) AS {alias}

@@ -1,0 +1,1 @@
+SELECT ordered_at::date AS day, CAST(total AS numeric) FROM orders

@@ -1,0 +1,1 @@
+WITH projects AS (SELECT id FROM projects) SELECT id FROM projects

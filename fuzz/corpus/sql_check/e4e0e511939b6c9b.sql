@@ -1,0 +1,1 @@
+SELECT dblink('host=x', 'SELECT 1')

@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT 'x' AS current_role) t WHERE current_role LIKE 'p%'

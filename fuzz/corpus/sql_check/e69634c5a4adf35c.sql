@@ -1,0 +1,1 @@
+SELECT id, customer_id, status FROM orders ORDER BY id LIMIT 3

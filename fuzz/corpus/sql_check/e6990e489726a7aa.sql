@@ -1,0 +1,1 @@
+SELECT ts AT TIME ZONE 's3cr3t', a COLLATE "C" FROM t

@@ -1,0 +1,1 @@
+WITH x AS (SELECT (SELECT max(total) FROM orders)) SELECT * FROM x

@@ -1,0 +1,1 @@
+SELECT id INTO t FROM customers

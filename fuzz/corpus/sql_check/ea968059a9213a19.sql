@@ -1,0 +1,1 @@
+SELECT id FROM orders WHERE status IS DISTINCT FROM 'x' AND total IS NOT NULL

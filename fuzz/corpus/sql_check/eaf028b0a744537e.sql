@@ -1,0 +1,1 @@
+SELECT price::text FROM public.products WHERE id = 1

@@ -1,0 +1,1 @@
+SELECT id, total, row_number() OVER (PARTITION BY customer_id ORDER BY ordered_at) AS rn FROM orders

@@ -1,0 +1,1 @@
+SELECT id, sum(total) OVER (ORDER BY ordered_at ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM orders

@@ -1,0 +1,1 @@
+SELECT count(*) FROM tasks WHERE project_id IN (SELECT id FROM projects)

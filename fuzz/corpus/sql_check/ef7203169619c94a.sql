@@ -1,0 +1,1 @@
+SELECT t.customer_id, t.s FROM (SELECT customer_id, sum(total) AS s FROM orders GROUP BY customer_id) t WHERE t.s > 10

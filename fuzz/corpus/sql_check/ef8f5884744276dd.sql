@@ -1,0 +1,1 @@
+SELECT id, body FROM support_tickets WHERE id = 42

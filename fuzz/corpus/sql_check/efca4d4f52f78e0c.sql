@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE full_name::my_type IS NULL

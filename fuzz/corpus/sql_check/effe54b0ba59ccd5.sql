@@ -1,0 +1,1 @@
+SELECT (SELECT count(*) FROM tasks x WHERE x.tenant <> 'acme') AS others

@@ -1,0 +1,1 @@
+SELECT string_agg(a, 's3cr3t' ORDER BY b), count(*) FILTER (WHERE b = 's3cr3t') FROM t

@@ -1,0 +1,1 @@
+SELECT country AS ssn, count(*) FROM customers GROUP BY ssn

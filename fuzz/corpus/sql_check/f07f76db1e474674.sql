@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE ssn = '123-45-6789'

@@ -1,0 +1,1 @@
+SELECT id FROM orders o LEFT JOIN products p USING (id) WHERE id > 3 ORDER BY id

@@ -1,0 +1,1 @@
+SELECT country, count(*), avg(lifetime_value) FROM customers GROUP BY country HAVING count(*) > 5 ORDER BY 2 DESC

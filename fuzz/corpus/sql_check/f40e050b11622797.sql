@@ -1,0 +1,1 @@
+SELECT v.a FROM (VALUES (4242, 's3cr3t'), (4243, 'x')) AS v (a, b)

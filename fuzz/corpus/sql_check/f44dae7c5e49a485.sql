@@ -1,0 +1,1 @@
+SELECT date_trunc('month', o) AS m, count(*) FROM (SELECT ordered_at AS o FROM orders) s GROUP BY m ORDER BY m

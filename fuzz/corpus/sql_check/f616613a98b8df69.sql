@@ -1,0 +1,1 @@
+SELECT substring(full_name from 1 for 3), trim(both ' ' from full_name), position('a' in full_name) FROM customers

@@ -1,0 +1,1 @@
+WITH x AS (UPDATE orders SET total = 0 RETURNING id) SELECT count(*) FROM x

@@ -1,0 +1,1 @@
+SELECT id::oid FROM customers

@@ -1,0 +1,1 @@
+SELECT a FROM t WHERE id = $1 AND country = $2 AND x = 'y' AND y = -$1

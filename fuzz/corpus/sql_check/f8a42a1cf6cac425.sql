@@ -1,0 +1,1 @@
+UPDATE orders SET quantity = quantity + 1

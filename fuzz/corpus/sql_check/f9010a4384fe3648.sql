@@ -1,0 +1,1 @@
+SELECT g FROM generate_series(4242, 4243) AS g

@@ -1,0 +1,1 @@
+SELECT d.a FROM (SELECT a FROM t WHERE b = 's3cr3t' OFFSET 4242) AS d

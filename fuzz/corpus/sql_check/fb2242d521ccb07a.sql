@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE id IN (WITH d AS (DELETE FROM orders RETURNING id) SELECT 1)

@@ -1,0 +1,1 @@
+SELECT lifetime_value FROM customers WHERE id = 1

@@ -1,0 +1,1 @@
+CREATE TABLE public.pgward_probe (x int)

@@ -1,0 +1,1 @@
+SELECT x.ssn FROM (SELECT '1' AS ssn) x WHERE EXISTS (SELECT 1 FROM customers WHERE ssn = x.ssn)
