@@ -29,6 +29,36 @@ fn audit_toml(file: &Path, extra: &str) -> String {
     )
 }
 
+/// `pgward serve --config cfg` over stdio with extra environment (the harness passes only the
+/// test secrets), and an MCP client on its stdio. Its stderr is piped when `keep_stderr`.
+async fn serve_with_env(
+    cfg: &Path,
+    env: &[(&str, &str)],
+    keep_stderr: bool,
+) -> (
+    tokio::process::Child,
+    rmcp::service::RunningService<rmcp::RoleClient, ()>,
+) {
+    use rmcp::ServiceExt;
+    let mut cmd = http::pgward_command(&["serve", "--config", cfg.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(if keep_stderr {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = ().serve((stdout, stdin)).await.unwrap();
+    (child, client)
+}
+
 fn events(file: &Path) -> Vec<Value> {
     std::fs::read_to_string(file)
         .unwrap()
@@ -332,22 +362,16 @@ async fn keyed_chains_need_their_key() {
         extra: audit_toml(&file, "hmac_key = \"${PGWARD_TEST_AUDIT_KEY}\""),
         ..TestConfig::default()
     });
-    // The harness does not pass the audit key; start the binary by hand.
-    let mut child = http::pgward_command(&["serve", "--config", cfg.to_str().unwrap()])
-        .env(
+    let (mut child, client) = serve_with_env(
+        &cfg,
+        &[(
             "PGWARD_TEST_AUDIT_KEY",
             "audit-key-0123456789abcdef0123456789",
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stdin = child.stdin.take().unwrap();
+        )],
+        false,
+    )
+    .await;
     {
-        use rmcp::ServiceExt;
-        let client = ().serve((stdout, stdin)).await.unwrap();
         client
             .call_tool(rmcp::model::CallToolRequestParams::new("list_tables"))
             .await
@@ -520,7 +544,6 @@ async fn http_refusals_are_audited_without_credentials() {
 
 #[tokio::test]
 async fn json_log_lines_carry_the_request_id_of_their_audit_event() {
-    use rmcp::ServiceExt;
     use tokio::io::AsyncReadExt;
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
@@ -532,16 +555,8 @@ async fn json_log_lines_carry_the_request_id_of_their_audit_event() {
         ),
         ..TestConfig::default()
     });
-    let mut child = http::pgward_command(&["serve", "--config", cfg.to_str().unwrap()])
-        .env("PGWARD_LOG_FORMAT", "json")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let (mut child, client) = serve_with_env(&cfg, &[("PGWARD_LOG_FORMAT", "json")], true).await;
     let mut stderr = child.stderr.take().unwrap();
-    let client = ().serve((stdout, stdin)).await.unwrap();
     // Break the file sink: the call is still served (fail_open), its event still reaches
     // stderr, and the error is logged inside the call.
     let head = file.with_extension("jsonl.head");
@@ -597,7 +612,6 @@ async fn pgward_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 
 #[tokio::test]
 async fn the_postgres_sink_holds_the_same_chain_through_an_insert_only_role() {
-    use rmcp::ServiceExt;
     let f = fixture();
     let admin = f.superuser().await;
     for sql in [
@@ -654,15 +668,8 @@ async fn the_postgres_sink_holds_the_same_chain_through_an_insert_only_role() {
     );
     assert!(!out.contains(&su), "the URL leaked: {out}");
 
-    let mut child = http::pgward_command(&["serve", "--config", cfg.to_str().unwrap()])
-        .env("PGWARD_TEST_AUDIT_DB", &writer)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
-    let client = ().serve((stdout, stdin)).await.unwrap();
+    let (mut child, client) =
+        serve_with_env(&cfg, &[("PGWARD_TEST_AUDIT_DB", writer.as_str())], false).await;
     for id in 1..=3 {
         let mut p = rmcp::model::CallToolRequestParams::new("orders_for_customer");
         p = p.with_arguments(json!({"customer_id": id}).as_object().unwrap().clone());

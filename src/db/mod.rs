@@ -246,13 +246,9 @@ impl Database {
         let client = session.client()?;
         // INVARIANT: SET LOCAL: the role ends with the transaction, and every call ends in
         // ROLLBACK, so the next call on this connection starts as the login role again.
-        if let Some(role) = role
-            && let Err(e) = client
-                .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
-                .await
-        {
+        if let Err(e) = set_role(client, role).await {
             session.rollback().await;
-            return Err(DbError::from_pg(&e));
+            return Err(e);
         }
         for (name, value) in context {
             // INVARIANT: the settings are transaction-local (`true`), so the ROLLBACK that
@@ -317,13 +313,9 @@ impl Database {
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
         let mut session = self.open().await?;
         let client = session.client()?;
-        if let Some(role) = role
-            && let Err(e) = client
-                .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
-                .await
-        {
+        if let Err(e) = set_role(client, role).await {
             session.rollback().await;
-            return Err(DbError::from_pg(&e));
+            return Err(e);
         }
         let rows = client
             .query(sql, params)
@@ -499,6 +491,17 @@ pub fn begin_sql(cfg: &DatabaseConfig) -> String {
         cfg.idle_in_transaction_timeout_ms,
         path.join(", ")
     )
+}
+
+/// `SET LOCAL ROLE role` when a role is given: it ends with the transaction.
+async fn set_role(client: &tokio_postgres::Client, role: Option<&str>) -> Result<(), DbError> {
+    match role {
+        Some(role) => client
+            .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+            .await
+            .map_err(|e| DbError::from_pg(&e)),
+        None => Ok(()),
+    }
 }
 
 fn quote_ident(s: &str) -> String {
