@@ -234,6 +234,25 @@ fn audit_and_admin_settings_are_checked() {
 }
 
 #[test]
+fn trusted_proxies_are_addresses_or_networks_but_never_everyone() {
+    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+                [[auth.api_keys]]\nsubject = \"s\"\nkey_sha256 = \"00\"\nscopes = []\n[http]\n\
+                public_url = \"http://127.0.0.1/mcp\"\n";
+    let ok = format!("{base}trusted_proxies = [\"10.0.0.7\", \"10.244.0.0/16\", \"fd00::/8\"]\n");
+    assert!(validate(&parse(&ok).unwrap(), &BTreeMap::new()).is_ok());
+    let bad = format!("{base}trusted_proxies = [\"proxy.local\", \"0.0.0.0/0\", \"::/0\"]\n");
+    let problems = validate(&parse(&bad).unwrap(), &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "http.trusted_proxies: `proxy.local` is not an IP address or a network like 10.0.0.0/8",
+            "http.trusted_proxies: `0.0.0.0/0` trusts every address; list the proxies' addresses or network",
+            "http.trusted_proxies: `::/0` trusts every address; list the proxies' addresses or network",
+        ]
+    );
+}
+
+#[test]
 fn client_certificate_settings_are_consistent() {
     let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
                 [[auth.client_certs]]\ncommon_name = \"bot\"\nscopes = [\"db:read\"]\n\

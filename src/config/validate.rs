@@ -667,8 +667,19 @@ fn validate_http(http: &HttpConfig, config: &Config, problems: &mut Vec<String>)
         }
     }
     for p in &http.trusted_proxies {
-        if p.parse::<core::net::IpAddr>().is_err() {
-            problems.push(format!("http.trusted_proxies: `{p}` is not an IP address"));
+        let net = p
+            .parse::<ipnet::IpNet>()
+            .ok()
+            .or_else(|| p.parse::<core::net::IpAddr>().ok().map(ipnet::IpNet::from));
+        match net {
+            None => problems.push(format!(
+                "http.trusted_proxies: `{p}` is not an IP address or a network like 10.0.0.0/8"
+            )),
+            // Trusting every address would let any client name its own address.
+            Some(n) if n.prefix_len() == 0 => problems.push(format!(
+                "http.trusted_proxies: `{p}` trusts every address; list the proxies' addresses or network"
+            )),
+            Some(_) => {}
         }
     }
     if http.allowed_origins.iter().any(|o| o == "*") {

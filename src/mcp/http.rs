@@ -30,6 +30,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use super::{McpServeError, PgwardServer};
+use ipnet::IpNet;
+
 use crate::auth::live::LiveAuth;
 use crate::auth::mtls::{self, PeerCertificate};
 use crate::auth::{AuthFailure, Principal};
@@ -47,7 +49,7 @@ struct Gate {
     per_principal: DefaultKeyedRateLimiter<String>,
     global: DefaultDirectRateLimiter,
     failed_auth: FailedAuth,
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: Vec<IpNet>,
     in_flight: Mutex<HashMap<String, u32>>,
 }
 
@@ -138,8 +140,17 @@ impl Drop for InFlight<'_> {
 
 /// The client's address: the connection's, unless it comes from a trusted proxy, in which case
 /// the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
-fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+/// Parses one `http.trusted_proxies` entry: an address or a network in CIDR notation.
+pub fn parse_proxy(entry: &str) -> Option<IpNet> {
+    entry
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let trusted_hop = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !trusted_hop(&peer) {
         return peer;
     }
     let hops: Vec<&str> = headers
@@ -151,7 +162,7 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAd
         .collect();
     for hop in hops.iter().rev() {
         match hop.parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) if trusted_hop(&ip) => continue,
             Ok(ip) => return ip,
             // A hop that is not an address cannot be trusted to name the client.
             Err(_) => return peer,
@@ -358,7 +369,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<LiveAuth>, cfg: HttpConfig) -> Rout
         trusted_proxies: cfg
             .trusted_proxies
             .iter()
-            .filter_map(|p| p.parse().ok())
+            .filter_map(|p| parse_proxy(p))
             .collect(),
         in_flight: Mutex::new(HashMap::new()),
         engine: Arc::clone(&engine),
@@ -892,19 +903,33 @@ mod tests {
             "x-forwarded-for",
             HeaderValue::from_static("6.6.6.6, 198.51.100.9, 10.0.0.1"),
         );
+        let proxies = [IpNet::from(proxy)];
         // From an untrusted peer the header is ignored (it could say anything).
-        assert_eq!(client_address(peer, &h, &[proxy]), peer);
+        assert_eq!(client_address(peer, &h, &proxies), peer);
         // From the proxy: the rightmost hop that is not a trusted proxy.
         assert_eq!(
-            client_address(proxy, &h, &[proxy]),
+            client_address(proxy, &h, &proxies),
             "198.51.100.9".parse::<IpAddr>().unwrap()
         );
+        // A trusted network (the pods of an ingress controller): every hop inside it is
+        // skipped, the first address outside it is the client.
+        let net = [parse_proxy("10.0.0.0/8").unwrap()];
+        let mut chain = HeaderMap::new();
+        chain.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 198.51.100.9, 10.1.2.3"),
+        );
+        assert_eq!(
+            client_address("10.9.9.9".parse().unwrap(), &chain, &net),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_address(peer, &chain, &net), peer);
         let mut bad = HeaderMap::new();
         bad.insert(
             "x-forwarded-for",
             HeaderValue::from_static("1.2.3.4, nonsense"),
         );
-        assert_eq!(client_address(proxy, &bad, &[proxy]), proxy);
+        assert_eq!(client_address(proxy, &bad, &proxies), proxy);
     }
 
     #[test]
