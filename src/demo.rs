@@ -168,7 +168,8 @@ mod tests {
         let lookup = |_: &str| Some("x".to_string());
         let cfg = resolve_env(parse(DEMO_CONFIG).unwrap(), &lookup).unwrap();
         let s = crate::config::validate(&cfg, &BTreeMap::new()).unwrap();
-        assert_eq!(s.policy.tables.len(), 4);
+        assert_eq!(s.policy.tables.len(), 7);
+        assert_eq!(s.session_settings.len(), 1);
         assert_eq!(s.tools.len(), 1);
     }
 }
