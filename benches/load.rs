@@ -1,0 +1,1175 @@
+//! End-to-end load bench: the real `pgward serve` binary against a real PostgreSQL, compared
+//! in the same run with a raw tokio-postgres loop running the same SQL as the same
+//! least-privilege role.
+//!
+//! `cargo bench --bench load` builds `pgward` in the bench profile (release settings), starts
+//! a throwaway cluster (`TempCluster`) loaded with `demo/schema.sql` and
+//! `migrations/001_readonly_role.sql`, and measures four workloads (point lookup by primary
+//! key, GROUP BY aggregate, a 100-row join, a 1000-row result) in five modes:
+//!
+//! - `raw seq`, `raw x8`: tokio-postgres as `pgward_reader`, `client.query(sql, &[])` per call
+//!   (the driver prepares the statement, binds and executes it: two round trips), with the
+//!   canonical SQL pgward itself runs; x8 is eight connections with one call in flight each.
+//! - `stdio seq`: MCP `tools/call query` over the child's stdio, JSON-RPC lines written and
+//!   read by hand (the 2025-11-25 handshake first), one call at a time.
+//! - `http seq`, `http x8`: stateless 2026-07-28 MCP requests over Streamable HTTP with an
+//!   HS256 bearer token (verified on every request), one call at a time or eight in flight.
+//!
+//! An informational `raw+txn` row runs what pgward sends PostgreSQL per call (its `BEGIN READ
+//! ONLY; SET LOCAL ...` batch, the row-size-guarded SQL, `ROLLBACK`) from the raw driver, so
+//! the overhead splits into "protocol pgward needs" and "everything else". Audit is ON in the
+//! measured path (a JSON Lines file sink, flushed per event); audit to stderr is off.
+//!
+//! It also reports the resident memory of the HTTP server under the eight-in-flight load
+//! (`/proc/<pid>/status`) and the cold start (spawn to the `initialize` answer over stdio).
+//!
+//! Environment: `PGWARD_BIN` (the binary to measure; default: the one cargo built for this
+//! bench), `PGWARD_BENCH_SCALE` (multiplies every iteration count; default 1),
+//! `PGWARD_BENCH_COLD_STARTS` (default 10), `PGWARD_BENCH_AUDIT=stderr` (audit to the stderr
+//! sink instead of a file: a diagnostic, not the measured configuration).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pgward::db::cluster::{TempCluster, run_sql};
+use pgward::sql::{ParamMode, check};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Res<T> = Result<T, BoxError>;
+
+const SCHEMA_SQL: &str = include_str!("../demo/schema.sql");
+const ROLE_SQL: &str = include_str!("../migrations/001_readonly_role.sql");
+
+const READER_PASSWORD: &str = "bench-reader-pw";
+const JWT_SECRET: &str = "pgward-bench-hs256-secret-0123456789-abcdefghij";
+const DB_PASSWORD_ENV: &str = "PGWARD_BENCH_DB_PASSWORD";
+const JWT_SECRET_ENV: &str = "PGWARD_BENCH_JWT_SECRET";
+const ISSUER: &str = "https://idp.bench.invalid";
+const STATELESS: &str = "2026-07-28";
+const HANDSHAKE: &str = "2025-11-25";
+/// Calls in flight in the concurrent modes, and pgward's pool size.
+const LANES: usize = 8;
+const POOL_SIZE: usize = 8;
+
+// The issue's targets, and the best comparable server on this machine.
+const TARGET_OVERHEAD_US: f64 = 150.0;
+const TARGET_HTTP_SHARE: f64 = 60.0;
+const TARGET_RSS_MIB: f64 = 16.0;
+const TARGET_COLD_MS: f64 = 20.0;
+const RIVAL_P50_MS: f64 = 1.4;
+const RIVAL_RSS_MIB: f64 = 12.0;
+const RIVAL_COLD_MS: f64 = 19.0;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn err(msg: impl Into<String>) -> BoxError {
+    msg.into().into()
+}
+
+fn env_f64(name: &str, default: f64) -> Res<f64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| *x > 0.0)
+            .ok_or_else(|| err(format!("{name}: `{v}` is not a positive number"))),
+        Err(_) => Ok(default),
+    }
+}
+
+fn run() -> Res<()> {
+    let bin = std::env::var_os("PGWARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pgward")));
+    if !bin.is_file() {
+        return Err(err(format!("pgward binary `{}` not found", bin.display())));
+    }
+    let scale = env_f64("PGWARD_BENCH_SCALE", 1.0)?;
+    let cold_starts = env_f64("PGWARD_BENCH_COLD_STARTS", 10.0)?.round().max(1.0) as usize;
+
+    eprintln!("load bench: starting a throwaway PostgreSQL ...");
+    // Blocking start and stop: outside the runtime. Declared first, so it is dropped last.
+    let cluster = TempCluster::start()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(bench(&cluster, &bin, scale, cold_starts));
+    drop(runtime);
+    drop(cluster);
+    result
+}
+
+// ------------------------------------------------------------------------------------------
+// Workloads
+// ------------------------------------------------------------------------------------------
+
+struct Workload {
+    name: &'static str,
+    iterations: usize,
+    expected_rows: u64,
+    /// (SQL the model sends, canonical SQL pgward runs), used round-robin.
+    calls: Vec<(String, String)>,
+}
+
+impl Workload {
+    fn model(&self, i: usize) -> &str {
+        &self.calls[i % self.calls.len()].0
+    }
+    fn canonical(&self, i: usize) -> &str {
+        &self.calls[i % self.calls.len()].1
+    }
+}
+
+const GROUP_BY_SQL: &str = "SELECT status, count(*), sum(total) FROM orders GROUP BY status";
+/// Every customer has exactly ten orders in the demo data, so customers 1..10 give 100 rows.
+const JOIN_SQL: &str = "SELECT o.id, o.ordered_at, o.total, c.full_name, c.country, p.name \
+     FROM orders o JOIN customers c ON c.id = o.customer_id \
+     JOIN products p ON p.id = o.product_id WHERE o.customer_id <= 10 ORDER BY o.id";
+const ROWS_SQL: &str = "SELECT id, customer_id, product_id, quantity, total, status, ordered_at \
+     FROM orders ORDER BY id LIMIT 1000";
+
+fn workloads(policy: &pgward::policy::Policy, scale: f64) -> Res<Vec<Workload>> {
+    let canonical = |sql: &str| -> Res<(String, String)> {
+        let checked = check(policy, sql, ParamMode::None).map_err(|v| {
+            err(format!(
+                "the policy refuses `{sql}`: {}",
+                v.iter()
+                    .map(|x| format!("{x:?}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        Ok((sql.to_string(), checked.sql))
+    };
+    let n = |base: f64| ((base * scale).round() as usize).max(LANES * 4);
+    // 2000 orders; a stride coprime with 2000 visits every id in a scattered order.
+    let mut point = Vec::with_capacity(2000);
+    for i in 0..2000u64 {
+        let id = 1 + (i * 7919) % 2000;
+        point.push(canonical(&format!(
+            "SELECT id, status, total FROM orders WHERE id = {id}"
+        ))?);
+    }
+    Ok(vec![
+        Workload {
+            name: "point_lookup",
+            iterations: n(4000.0),
+            expected_rows: 1,
+            calls: point,
+        },
+        Workload {
+            name: "group_by",
+            iterations: n(1500.0),
+            expected_rows: 4,
+            calls: vec![canonical(GROUP_BY_SQL)?],
+        },
+        Workload {
+            name: "join_100",
+            iterations: n(1000.0),
+            expected_rows: 100,
+            calls: vec![canonical(JOIN_SQL)?],
+        },
+        Workload {
+            name: "rows_1000",
+            iterations: n(300.0),
+            expected_rows: 1000,
+            calls: vec![canonical(ROWS_SQL)?],
+        },
+    ])
+}
+
+// ------------------------------------------------------------------------------------------
+// Configs
+// ------------------------------------------------------------------------------------------
+
+/// The `[audit]` section: a JSON Lines file (the default), or with `PGWARD_BENCH_AUDIT=stderr`
+/// the stderr sink only (a diagnostic, to see what the file sink costs).
+fn audit_toml(audit_file: &Path) -> String {
+    if audit_to_stderr() {
+        "stderr = true".into()
+    } else {
+        format!("stderr = false\nfile = \"{}\"", audit_file.display())
+    }
+}
+
+fn audit_to_stderr() -> bool {
+    std::env::var("PGWARD_BENCH_AUDIT").is_ok_and(|v| v == "stderr")
+}
+
+fn config_toml(pg_port: u16, audit_file: &Path, http_port: Option<u16>) -> String {
+    let mut http = String::new();
+    if let Some(port) = http_port {
+        http = format!(
+            r#"
+[http]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}/mcp"
+rate_per_principal = 100000
+burst_per_principal = 100000
+rate_global = 100000
+burst_global = 100000
+max_in_flight_per_principal = 64
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+algorithms = ["HS256"]
+hs256_secret = "${{{JWT_SECRET_ENV}}}"
+"#
+        );
+    }
+    format!(
+        r#"[server]
+name = "pgward-bench"
+
+[database]
+url = "postgres://pgward_reader:${{{DB_PASSWORD_ENV}}}@127.0.0.1:{pg_port}/postgres"
+pool_size = {POOL_SIZE}
+connect_timeout_ms = 5000
+statement_timeout_ms = 10000
+
+[limits]
+max_rows = 1000
+max_result_bytes = 4194304
+
+[audit]
+{audit}
+{http}
+[[tables]]
+name = "public.customers"
+columns = ["id", "full_name", "email", "phone", "country", "created_at", "lifetime_value"]
+description = "Customers of the shop"
+redact = {{ email = "mask" }}
+
+[[tables]]
+name = "public.orders"
+columns = ["id", "customer_id", "product_id", "quantity", "total", "status", "ordered_at"]
+description = "Orders, one product per order"
+
+[[tables]]
+name = "public.products"
+columns = ["id", "sku", "name", "category", "price", "in_stock"]
+"#,
+        audit = audit_toml(audit_file),
+    )
+}
+
+fn settings_of(toml_text: &str) -> Res<pgward::config::Settings> {
+    let parsed = pgward::config::load::parse(toml_text)?;
+    let resolved = pgward::config::load::resolve_env(parsed, &|name| match name {
+        DB_PASSWORD_ENV => Some(READER_PASSWORD.to_string()),
+        JWT_SECRET_ENV => Some(JWT_SECRET.to_string()),
+        _ => None,
+    })?;
+    pgward::config::validate(&resolved, &BTreeMap::new())
+        .map_err(|problems| err(format!("bench config: {}", problems.join("; "))))
+}
+
+fn free_port() -> Res<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+// ------------------------------------------------------------------------------------------
+// Child processes
+// ------------------------------------------------------------------------------------------
+
+/// `pgward serve --config FILE` with the secrets in its environment and stderr drained into a
+/// buffer (shown when something fails).
+fn spawn_pgward(bin: &Path, config: &Path) -> Res<(Child, Arc<Mutex<String>>)> {
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env(DB_PASSWORD_ENV, READER_PASSWORD)
+        .env(JWT_SECRET_ENV, JWT_SECRET)
+        .env("PGWARD_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stderr = Arc::new(Mutex::new(String::new()));
+    if let Some(mut pipe) = child.stderr.take() {
+        let sink = Arc::clone(&stderr);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut text = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                // Keep the tail only (audit events can go to stderr in the diagnostic mode).
+                if text.len() > 256 * 1024 {
+                    let mut cut = text.len() - 64 * 1024;
+                    while !text.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    text.drain(..cut);
+                }
+            }
+        });
+    }
+    Ok((child, stderr))
+}
+
+fn tail(buf: &Mutex<String>) -> String {
+    let text = buf.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+async fn stop(mut child: Child) {
+    let _ = child.kill().await;
+}
+
+/// An MCP client over a child's stdio: JSON-RPC lines written and read by hand.
+struct StdioClient {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    line: String,
+    next_id: u64,
+}
+
+impl StdioClient {
+    fn new(child: &mut Child) -> Res<StdioClient> {
+        Ok(StdioClient {
+            stdin: child.stdin.take().ok_or_else(|| err("no stdin pipe"))?,
+            stdout: BufReader::new(child.stdout.take().ok_or_else(|| err("no stdout pipe"))?),
+            line: String::new(),
+            next_id: 0,
+        })
+    }
+
+    async fn send(&mut self, msg: &Value) -> Res<()> {
+        let mut bytes = serde_json::to_vec(msg)?;
+        bytes.push(b'\n');
+        self.stdin.write_all(&bytes).await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    /// Sends a request and reads lines until its answer.
+    async fn request(&mut self, method: &str, params: Value) -> Res<Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await?;
+        loop {
+            self.line.clear();
+            if self.stdout.read_line(&mut self.line).await? == 0 {
+                return Err(err("pgward closed its stdout"));
+            }
+            let v: Value = serde_json::from_str(&self.line)?;
+            if v.get("id").and_then(Value::as_u64) == Some(id) {
+                return Ok(v);
+            }
+        }
+    }
+
+    async fn initialize(&mut self) -> Res<Value> {
+        let answer = self
+            .request(
+                "initialize",
+                json!({
+                    "protocolVersion": HANDSHAKE,
+                    "capabilities": {},
+                    "clientInfo": {"name": "pgward-load-bench", "version": "0"}
+                }),
+            )
+            .await?;
+        if answer.get("result").is_none() {
+            return Err(err(format!("initialize failed: {answer}")));
+        }
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
+        Ok(answer)
+    }
+
+    async fn query(&mut self, sql: &str) -> Res<Value> {
+        self.request(
+            "tools/call",
+            json!({"name": "query", "arguments": {"sql": sql}}),
+        )
+        .await
+    }
+}
+
+/// Checks a `tools/call` answer: a result, not an error, with the expected rows, not truncated.
+fn check_answer(answer: &Value, expected_rows: u64) -> Res<()> {
+    let result = answer
+        .get("result")
+        .ok_or_else(|| err(format!("not a result: {answer}")))?;
+    let s = &result["structuredContent"];
+    if result["isError"] == json!(true)
+        || s["row_count"].as_u64() != Some(expected_rows)
+        || s["truncated"] != json!(false)
+    {
+        let mut shown = answer.to_string();
+        shown.truncate(600);
+        return Err(err(format!(
+            "unexpected answer (wanted {expected_rows} rows): {shown}"
+        )));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP
+// ------------------------------------------------------------------------------------------
+
+struct Http {
+    client: reqwest::Client,
+    url: String,
+    authorization: String,
+    next_id: AtomicU64,
+}
+
+impl Http {
+    async fn query(&self, sql: &str) -> Res<Value> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "method": "tools/call",
+            "params": {
+                "name": "query",
+                "arguments": {"sql": sql},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": STATELESS,
+                    "io.modelcontextprotocol/clientInfo": {"name": "pgward-load-bench", "version": "0"},
+                    "io.modelcontextprotocol/clientCapabilities": {}
+                }
+            }
+        });
+        let resp = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", &self.authorization)
+            .header("mcp-protocol-version", STATELESS)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "query")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            return Err(err(format!("http {status}: {text}")));
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            return Ok(v);
+        }
+        // An SSE stream: the last `data:` event holds the answer.
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .next_back()
+            .ok_or_else(|| err(format!("no JSON in the answer: {text}")))
+    }
+}
+
+fn hs256_token(audience: &str) -> Res<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = json!({
+        "iss": ISSUER, "aud": audience, "sub": "load-bench",
+        "iat": now, "exp": now + 6 * 3600, "scope": "db:read",
+    });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )?)
+}
+
+async fn wait_listening(port: u16, child: &mut Child, stderr: &Mutex<String>) -> Res<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Err(err(format!(
+                "pgward (http) exited with {status}:\n{}",
+                tail(stderr)
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(err(format!(
+                "pgward (http) did not listen within 30 s:\n{}",
+                tail(stderr)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Raw driver
+// ------------------------------------------------------------------------------------------
+
+async fn connect(url: &str) -> Res<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn raw_call(client: &tokio_postgres::Client, sql: &str, expected_rows: u64) -> Res<()> {
+    let rows = client.query(sql, &[]).await?;
+    if rows.len() as u64 != expected_rows {
+        return Err(err(format!(
+            "raw: {} rows, wanted {expected_rows}",
+            rows.len()
+        )));
+    }
+    Ok(())
+}
+
+/// What pgward sends PostgreSQL for one call: its session batch, the checked SQL wrapped in the
+/// row-size guard (a copy of `guarded` in src/db/mod.rs), ROLLBACK.
+async fn raw_txn_call(
+    client: &tokio_postgres::Client,
+    begin: &str,
+    sql: &str,
+    expected_rows: u64,
+) -> Res<()> {
+    client.batch_execute(begin).await?;
+    let guarded = format!(
+        "SELECT * FROM ({sql}) AS pgward_result WHERE CASE \
+         WHEN pg_catalog.pg_column_size(pgward_result.*) <= 4194304 THEN true \
+         ELSE (pg_catalog.pg_column_size(pgward_result.*)::text || ' bytes exceed the row size limit')::int4 = 0 END"
+    );
+    let rows = client.query(&guarded, &[]).await?;
+    client.batch_execute("ROLLBACK").await?;
+    if rows.len() as u64 != expected_rows {
+        return Err(err(format!(
+            "raw+txn: {} rows, wanted {expected_rows}",
+            rows.len()
+        )));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Measuring
+// ------------------------------------------------------------------------------------------
+
+struct Measured {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Measured {
+    fn new(mut latencies: Vec<Duration>, wall: Duration) -> Measured {
+        latencies.sort_unstable();
+        Measured { latencies, wall }
+    }
+    /// Nearest-rank percentile, in microseconds.
+    fn pct_us(&self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((q * self.latencies.len() as f64).ceil() as usize).max(1);
+        self.latencies[rank.min(self.latencies.len()) - 1].as_secs_f64() * 1e6
+    }
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+fn warmup_of(n: usize) -> usize {
+    (n / 5).max(LANES * 4)
+}
+
+/// One call at a time: `warmup` unmeasured calls, then `n` measured ones.
+async fn sequential(n: usize, mut call: impl AsyncFnMut(usize) -> Res<()>) -> Res<Measured> {
+    for i in 0..warmup_of(n) {
+        call(i).await?;
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        call(i).await?;
+        latencies.push(t.elapsed());
+    }
+    Ok(Measured::new(latencies, start.elapsed()))
+}
+
+/// `LANES` tasks, each with one call in flight, sharing `n` calls (closed loop); a warm-up
+/// round the same way first.
+async fn concurrent<F, Fut>(n: usize, call: F) -> Res<Measured>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Res<()>> + Send + 'static,
+{
+    let call = Arc::new(call);
+    let mut measured = None;
+    for (count, record) in [(warmup_of(n), false), (n, true)] {
+        let next = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(LANES);
+        for lane in 0..LANES {
+            let call = Arc::clone(&call);
+            let next = Arc::clone(&next);
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(count / LANES + 1);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return Ok::<_, BoxError>(latencies);
+                    }
+                    let t = Instant::now();
+                    call(lane, i).await?;
+                    latencies.push(t.elapsed());
+                }
+            }));
+        }
+        let mut all = Vec::with_capacity(count);
+        for task in tasks {
+            all.extend(task.await??);
+        }
+        if record {
+            measured = Some(Measured::new(all, start.elapsed()));
+        }
+    }
+    measured.ok_or_else(|| err("nothing measured"))
+}
+
+/// Samples VmRSS of a process every 10 ms while running; `peak_kib` holds the largest value
+/// since the last reset.
+struct RssSampler {
+    peak_kib: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (peak, halt) = (Arc::clone(&peak_kib), Arc::clone(&stop));
+        tokio::spawn(async move {
+            while !halt.load(Ordering::Relaxed) {
+                if let Some(kib) = proc_status_kib(pid, "VmRSS:") {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        RssSampler { peak_kib, stop }
+    }
+    fn take(&self) -> u64 {
+        self.peak_kib.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ------------------------------------------------------------------------------------------
+// The run
+// ------------------------------------------------------------------------------------------
+
+struct Row {
+    workload: &'static str,
+    mode: &'static str,
+    m: Measured,
+    rss_kib: Option<u64>,
+}
+
+async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize) -> Res<()> {
+    // Data and role, exactly as the test fixture loads them.
+    let su = cluster.superuser_url();
+    run_sql(&su, SCHEMA_SQL).await?;
+    run_sql(&su, ROLE_SQL).await?;
+    run_sql(
+        &su,
+        &format!("ALTER ROLE pgward_reader PASSWORD '{READER_PASSWORD}'"),
+    )
+    .await?;
+    let reader_url = cluster.url("pgward_reader", Some(READER_PASSWORD), "postgres");
+
+    let dir = tempfile::tempdir()?;
+    let stdio_cfg = dir.path().join("stdio.toml");
+    let stdio_text = config_toml(cluster.port(), &dir.path().join("audit-stdio.jsonl"), None);
+    std::fs::write(&stdio_cfg, &stdio_text)?;
+    let http_port = free_port()?;
+    let http_cfg = dir.path().join("http.toml");
+    std::fs::write(
+        &http_cfg,
+        config_toml(
+            cluster.port(),
+            &dir.path().join("audit-http.jsonl"),
+            Some(http_port),
+        ),
+    )?;
+
+    let settings = settings_of(&stdio_text)?;
+    let begin = pgward::db::begin_sql(&settings.database);
+    let workloads = workloads(&settings.policy, scale)?;
+
+    let probe = connect(&reader_url).await?;
+    let pg_version: String = probe.query_one("SHOW server_version", &[]).await?.get(0);
+
+    // Cold start first, on a quiet machine: spawn -> the answer to `initialize`.
+    eprintln!("load bench: cold starts ...");
+    let mut cold = Vec::with_capacity(cold_starts);
+    for k in 0..cold_starts {
+        // A fresh audit file each time: a first start, not a resume of a long chain.
+        let cfg = dir.path().join(format!("cold-{k}.toml"));
+        std::fs::write(
+            &cfg,
+            config_toml(
+                cluster.port(),
+                &dir.path().join(format!("audit-cold-{k}.jsonl")),
+                None,
+            ),
+        )?;
+        let t = Instant::now();
+        let (mut child, stderr) = spawn_pgward(bin, &cfg)?;
+        let mut io = StdioClient::new(&mut child)?;
+        let answer = tokio::time::timeout(Duration::from_secs(20), io.initialize()).await;
+        let elapsed = t.elapsed();
+        match answer {
+            Ok(Ok(_)) => cold.push(elapsed),
+            Ok(Err(e)) => return Err(err(format!("cold start: {e}\n{}", tail(&stderr)))),
+            Err(_) => return Err(err(format!("cold start timed out\n{}", tail(&stderr)))),
+        }
+        drop(io);
+        stop(child).await;
+    }
+    cold.sort_unstable();
+    let cold_ms = cold[cold.len() / 2].as_secs_f64() * 1e3;
+    let cold_min_ms = cold[0].as_secs_f64() * 1e3;
+    let cold_max_ms = cold[cold.len() - 1].as_secs_f64() * 1e3;
+
+    // The servers under load.
+    eprintln!("load bench: starting pgward over stdio and over HTTP ...");
+    let (mut stdio_child, stdio_err) = spawn_pgward(bin, &stdio_cfg)?;
+    let mut stdio = StdioClient::new(&mut stdio_child)?;
+    tokio::time::timeout(Duration::from_secs(30), stdio.initialize())
+        .await
+        .map_err(|_| err(format!("stdio initialize timed out\n{}", tail(&stdio_err))))?
+        .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
+    let (mut http_child, http_err) = spawn_pgward(bin, &http_cfg)?;
+    wait_listening(http_port, &mut http_child, &http_err).await?;
+    let http_pid = http_child.id().ok_or_else(|| err("no pid"))?;
+    let stdio_pid = stdio_child.id().ok_or_else(|| err("no pid"))?;
+    // reqwest is built without a default TLS provider; plain http needs none, but the
+    // builder wants one installed.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let url = format!("http://127.0.0.1:{http_port}/mcp");
+    let http = Arc::new(Http {
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(LANES * 2)
+            .build()?,
+        authorization: format!("Bearer {}", hs256_token(&url)?),
+        url,
+        next_id: AtomicU64::new(1),
+    });
+
+    // Correctness first: every path returns the expected rows, and pgward reports running the
+    // canonical SQL the raw loop runs.
+    for w in &workloads {
+        raw_call(&probe, w.canonical(0), w.expected_rows).await?;
+        raw_txn_call(&probe, &begin, w.canonical(0), w.expected_rows).await?;
+        let a = stdio
+            .query(w.model(0))
+            .await
+            .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
+        check_answer(&a, w.expected_rows)?;
+        let ran = a["result"]["_meta"]["pgward/sql"].as_str();
+        if ran.is_some_and(|s| s != w.canonical(0)) {
+            return Err(err(format!(
+                "{}: pgward ran `{}`, the bench computed `{}`",
+                w.name,
+                ran.unwrap_or_default(),
+                w.canonical(0)
+            )));
+        }
+        let a = http
+            .query(w.model(0))
+            .await
+            .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?;
+        check_answer(&a, w.expected_rows)?;
+    }
+
+    let mut raw8 = Vec::with_capacity(LANES);
+    for _ in 0..LANES {
+        raw8.push(connect(&reader_url).await?);
+    }
+    let raw8 = Arc::new(raw8);
+    let sampler = RssSampler::start(http_pid);
+    let workloads = Arc::new(workloads);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut http8_peak_kib = 0u64;
+
+    for wi in 0..workloads.len() {
+        let w = &workloads[wi];
+        let exp = w.expected_rows;
+        eprintln!(
+            "load bench: {} ({} calls per mode) ...",
+            w.name, w.iterations
+        );
+        let mut push = |mode, m, rss_kib| {
+            rows.push(Row {
+                workload: w.name,
+                mode,
+                m,
+                rss_kib,
+            })
+        };
+
+        let m = sequential(w.iterations, async |i| {
+            raw_call(&probe, w.canonical(i), exp).await
+        })
+        .await?;
+        push("raw seq", m, None);
+
+        let m = sequential(w.iterations, async |i| {
+            raw_txn_call(&probe, &begin, w.canonical(i), exp).await
+        })
+        .await?;
+        push("raw+txn seq (info)", m, None);
+
+        let m = sequential(w.iterations, async |i| {
+            check_answer(&stdio.query(w.model(i)).await?, exp)
+        })
+        .await
+        .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
+        push("stdio seq", m, None);
+
+        let m = sequential(w.iterations, async |i| {
+            check_answer(&http.query(w.model(i)).await?, exp)
+        })
+        .await
+        .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?;
+        push("http seq", m, None);
+
+        let (clients, ws) = (Arc::clone(&raw8), Arc::clone(&workloads));
+        let m = concurrent(w.iterations, move |lane, i| {
+            let (clients, ws) = (Arc::clone(&clients), Arc::clone(&ws));
+            async move {
+                let w = &ws[wi];
+                raw_call(&clients[lane], w.canonical(i), w.expected_rows).await
+            }
+        })
+        .await?;
+        push("raw x8", m, None);
+
+        let (h, ws) = (Arc::clone(&http), Arc::clone(&workloads));
+        sampler.take();
+        let m = concurrent(w.iterations, move |_lane, i| {
+            let (h, ws) = (Arc::clone(&h), Arc::clone(&ws));
+            async move {
+                let w = &ws[wi];
+                check_answer(&h.query(w.model(i)).await?, w.expected_rows)
+            }
+        })
+        .await
+        .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?;
+        let peak = sampler.take();
+        http8_peak_kib = http8_peak_kib.max(peak);
+        push("http x8", m, Some(peak));
+    }
+    drop(sampler);
+    let http_hwm = proc_status_kib(http_pid, "VmHWM:").unwrap_or(0);
+    let http_rss_now = proc_status_kib(http_pid, "VmRSS:").unwrap_or(0);
+    let stdio_hwm = proc_status_kib(stdio_pid, "VmHWM:").unwrap_or(0);
+
+    drop(stdio);
+    stop(stdio_child).await;
+    stop(http_child).await;
+
+    report(&Report {
+        bin,
+        pg_version: &pg_version,
+        scale,
+        workloads: &workloads,
+        rows: &rows,
+        http8_peak_kib,
+        http_hwm,
+        http_rss_now,
+        stdio_hwm,
+        cold_ms,
+        cold_min_ms,
+        cold_max_ms,
+        cold_starts,
+    });
+    Ok(())
+}
+
+struct Report<'a> {
+    bin: &'a Path,
+    pg_version: &'a str,
+    scale: f64,
+    workloads: &'a [Workload],
+    rows: &'a [Row],
+    http8_peak_kib: u64,
+    http_hwm: u64,
+    http_rss_now: u64,
+    stdio_hwm: u64,
+    cold_ms: f64,
+    cold_min_ms: f64,
+    cold_max_ms: f64,
+    cold_starts: usize,
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "pass" } else { "FAIL" }
+}
+
+fn report(r: &Report<'_>) {
+    let find = |workload: &str, mode: &str| {
+        r.rows
+            .iter()
+            .find(|x| x.workload == workload && x.mode == mode)
+            .map(|x| &x.m)
+    };
+    let mut out = String::new();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let _ = writeln!(out, "\npgward load bench");
+    let _ = writeln!(
+        out,
+        "  binary     {} ({})",
+        r.bin.display(),
+        if std::env::var_os("PGWARD_BIN").is_some() {
+            "from PGWARD_BIN"
+        } else {
+            "built by cargo for this bench: bench profile = release settings"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  machine    {cores} cores shared by this client, pgward and PostgreSQL {}",
+        r.pg_version
+    );
+    let _ = writeln!(
+        out,
+        "  pgward     pool_size {POOL_SIZE}, max_rows 1000, log level info, audit ON: {}",
+        if audit_to_stderr() {
+            "stderr sink only (PGWARD_BENCH_AUDIT=stderr, diagnostic; stderr drained by the bench)"
+        } else {
+            "JSON Lines file sink, flushed per event, with its .head file (stderr sink off)"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  clients    raw = tokio-postgres `query(sql, &[])` per call as pgward_reader (prepare + execute, no transaction);"
+    );
+    let _ = writeln!(
+        out,
+        "             raw+txn = the same plus pgward's BEGIN READ ONLY/SET LOCAL batch, row-size guard and ROLLBACK;"
+    );
+    let _ = writeln!(
+        out,
+        "             stdio = JSON-RPC lines over the child's pipes; http = stateless {STATELESS} POSTs with an HS256 bearer token;"
+    );
+    let _ = writeln!(
+        out,
+        "             x8 = {LANES} calls in flight (8 connections / 8 tasks); every answer is parsed and its row count checked"
+    );
+    let _ = writeln!(out, "  scale      {} (PGWARD_BENCH_SCALE)", r.scale);
+    let _ = writeln!(
+        out,
+        "\n  workload SQL (as the model sends it; the raw loop runs pgward's canonical form):"
+    );
+    for w in r.workloads {
+        let _ = writeln!(
+            out,
+            "    {:<13} {} rows  {}",
+            w.name,
+            w.expected_rows,
+            if w.calls.len() > 1 {
+                format!("{}  (id varies over {} keys)", w.model(0), w.calls.len())
+            } else {
+                w.model(0).to_string()
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>8}",
+        "workload", "mode", "calls", "p50 µs", "p99 µs", "calls/s", "rss MiB"
+    );
+    let _ = writeln!(out, "  {}", "-".repeat(79));
+    let mut last = "";
+    for row in r.rows {
+        let name = if row.workload == last {
+            ""
+        } else {
+            row.workload
+        };
+        last = row.workload;
+        let _ = writeln!(
+            out,
+            "  {:<13} {:<19} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>8}",
+            name,
+            row.mode,
+            row.m.latencies.len(),
+            row.m.pct_us(0.50),
+            row.m.pct_us(0.99),
+            row.m.rate(),
+            row.rss_kib
+                .map_or(String::new(), |k| format!("{:.1}", mib(k)))
+        );
+    }
+
+    let _ = writeln!(out, "\n  overhead over the raw driver");
+    let _ = writeln!(
+        out,
+        "  {:<13} {:>16} {:>16} {:>18}",
+        "workload", "stdio p50 - raw", "http p50 - raw", "http x8 / raw x8"
+    );
+    for w in r.workloads {
+        let (Some(raw), Some(stdio), Some(http), Some(raw8), Some(http8)) = (
+            find(w.name, "raw seq"),
+            find(w.name, "stdio seq"),
+            find(w.name, "http seq"),
+            find(w.name, "raw x8"),
+            find(w.name, "http x8"),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "  {:<13} {:>13.0} µs {:>13.0} µs {:>17.0}%",
+            w.name,
+            stdio.pct_us(0.5) - raw.pct_us(0.5),
+            http.pct_us(0.5) - raw.pct_us(0.5),
+            100.0 * http8.rate() / raw8.rate()
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n  targets (issue 6)                                    measured     target     mark   comparable server"
+    );
+    let _ = writeln!(out, "  {}", "-".repeat(104));
+    if let (Some(raw), Some(stdio)) = (
+        find("point_lookup", "raw seq"),
+        find("point_lookup", "stdio seq"),
+    ) {
+        let overhead = stdio.pct_us(0.5) - raw.pct_us(0.5);
+        let _ = writeln!(
+            out,
+            "  {:<50} {:>8.0} µs  {:>9}  {:>5}",
+            "point lookup, stdio p50 overhead over raw p50",
+            overhead,
+            "< 150 µs",
+            mark(overhead < TARGET_OVERHEAD_US)
+        );
+        let p50_ms = stdio.pct_us(0.5) / 1e3;
+        let _ = writeln!(
+            out,
+            "  {:<50} {:>8.3} ms  {:>9}  {:>5}   {RIVAL_P50_MS} ms ({})",
+            "point lookup, stdio p50 (absolute)",
+            p50_ms,
+            "",
+            "",
+            if p50_ms < RIVAL_P50_MS {
+                "beaten"
+            } else {
+                "NOT beaten"
+            }
+        );
+    }
+    for w in r.workloads {
+        if let (Some(raw8), Some(http8)) = (find(w.name, "raw x8"), find(w.name, "http x8")) {
+            let share = 100.0 * http8.rate() / raw8.rate();
+            let _ = writeln!(
+                out,
+                "  {:<50} {:>9.0} %  {:>9}  {:>5}",
+                format!("{}: http x8 throughput / raw x8", w.name),
+                share,
+                ">= 60 %",
+                mark(share >= TARGET_HTTP_SHARE)
+            );
+        }
+    }
+    let rss = mib(r.http_hwm.max(r.http8_peak_kib));
+    let _ = writeln!(
+        out,
+        "  {:<50} {:>7.1} MiB  {:>9}  {:>5}   {RIVAL_RSS_MIB} MB ({})",
+        "resident memory, http server, peak (VmHWM)",
+        rss,
+        "<= 16 MB",
+        mark(rss <= TARGET_RSS_MIB),
+        if rss < RIVAL_RSS_MIB {
+            "beaten"
+        } else {
+            "NOT beaten"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<50} {:>8.1} ms  {:>9}  {:>5}   {RIVAL_COLD_MS} ms ({})",
+        format!(
+            "cold start, spawn -> initialize answer (median of {})",
+            r.cold_starts
+        ),
+        r.cold_ms,
+        "< 20 ms",
+        mark(r.cold_ms < TARGET_COLD_MS),
+        if r.cold_ms < RIVAL_COLD_MS {
+            "beaten"
+        } else {
+            "NOT beaten"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "\n  memory: http server VmRSS sampled every 10 ms under x8 load peaked at {:.1} MiB, VmHWM {:.1} MiB, VmRSS at the end {:.1} MiB; stdio server VmHWM {:.1} MiB",
+        mib(r.http8_peak_kib),
+        mib(r.http_hwm),
+        mib(r.http_rss_now),
+        mib(r.stdio_hwm)
+    );
+    let _ = writeln!(
+        out,
+        "  cold start: min {:.1} ms, median {:.1} ms, max {:.1} ms (includes connecting to PostgreSQL and the start-up posture and catalog checks)",
+        r.cold_min_ms, r.cold_ms, r.cold_max_ms
+    );
+    println!("{out}");
+}
