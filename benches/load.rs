@@ -751,6 +751,7 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
     let probe = connect(&reader_url).await?;
     let pg_version: String = probe.query_one("SHOW server_version", &[]).await?.get(0);
 
+    let loadavg_start = loadavg();
     // Cold start first, on a quiet machine: spawn -> the answer to `initialize`.
     eprintln!("load bench: cold starts ...");
     let mut cold = Vec::with_capacity(cold_starts);
@@ -809,6 +810,7 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
         next_id: AtomicU64::new(1),
     });
 
+    let mut cross_checked = true;
     // Correctness first: every path returns the expected rows, and pgward reports running the
     // canonical SQL the raw loop runs.
     for w in &workloads {
@@ -820,6 +822,7 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
             .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
         check_answer(&a, w.expected_rows)?;
         let ran = a["result"]["_meta"]["pgward/sql"].as_str();
+        cross_checked &= ran.is_some();
         if ran.is_some_and(|s| s != w.canonical(0)) {
             return Err(err(format!(
                 "{}: pgward ran `{}`, the bench computed `{}`",
@@ -924,6 +927,8 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
 
     report(&Report {
         bin,
+        loadavg_start: &loadavg_start,
+        cross_checked,
         pg_version: &pg_version,
         scale,
         workloads: &workloads,
@@ -940,8 +945,17 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
     Ok(())
 }
 
+/// The 1-, 5- and 15-minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 struct Report<'a> {
     bin: &'a Path,
+    loadavg_start: &'a str,
+    cross_checked: bool,
     pg_version: &'a str,
     scale: f64,
     workloads: &'a [Workload],
@@ -1013,7 +1027,18 @@ fn report(r: &Report<'_>) {
     let _ = writeln!(out, "  scale      {} (PGWARD_BENCH_SCALE)", r.scale);
     let _ = writeln!(
         out,
-        "\n  workload SQL (as the model sends it; the raw loop runs pgward's canonical form):"
+        "  loadavg    {} at the start, {} at the end (other work on the machine skews every figure)",
+        r.loadavg_start,
+        loadavg()
+    );
+    let _ = writeln!(
+        out,
+        "\n  workload SQL (as the model sends it; the raw loop runs pgward's canonical form{}):",
+        if r.cross_checked {
+            ", checked equal to the SQL pgward reports running"
+        } else {
+            "; pgward did not report its SQL, so it was not cross-checked"
+        }
     );
     for w in r.workloads {
         let _ = writeln!(
