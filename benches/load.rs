@@ -20,7 +20,8 @@
 //! the overhead splits into "protocol pgward needs" and "everything else". Audit is ON in the
 //! measured path (a JSON Lines file sink, flushed per event); audit to stderr is off.
 //!
-//! It also reports the resident memory of the HTTP server under the eight-in-flight load
+//! It also reports the CPU time per call of the pgward process and of the bench itself
+//! (`/proc/<pid>/stat`), the resident memory of the HTTP server under the eight-in-flight load
 //! (`/proc/<pid>/status`) and the cold start (spawn to the `initialize` answer over stdio).
 //!
 //! Environment: `PGWARD_BIN` (the binary to measure; default: the one cargo built for this
@@ -582,13 +583,64 @@ async fn raw_txn_call(
 struct Measured {
     latencies: Vec<Duration>,
     wall: Duration,
+    /// CPU time (user + system, all threads) per call of the pgward process, when one served.
+    server_cpu_us: Option<f64>,
+    /// CPU time per call of this bench process (the client side).
+    client_cpu_us: Option<f64>,
+}
+
+/// CPU time (user + system, all threads) of a process, or of this one, in microseconds.
+/// `/proc/<pid>/stat` counts in USER_HZ ticks, which are 1/100 s on Linux.
+fn cpu_us(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10_000)
+}
+
+/// CPU of the server (if any) and of this client, sampled at the start of a measured phase.
+struct CpuMark {
+    server: Option<u32>,
+    server_start: Option<u64>,
+    client_start: Option<u64>,
+}
+
+impl CpuMark {
+    fn now(server: Option<u32>) -> CpuMark {
+        CpuMark {
+            server,
+            server_start: server.and_then(|p| cpu_us(Some(p))),
+            client_start: cpu_us(None),
+        }
+    }
+
+    fn finish(self, mut latencies: Vec<Duration>, wall: Duration) -> Measured {
+        let calls = latencies.len().max(1) as f64;
+        let per_call = |start: Option<u64>, end: Option<u64>| match (start, end) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / calls),
+            _ => None,
+        };
+        let server_cpu_us = per_call(self.server_start, self.server.and_then(|p| cpu_us(Some(p))));
+        let client_cpu_us = per_call(self.client_start, cpu_us(None));
+        latencies.sort_unstable();
+        Measured {
+            latencies,
+            wall,
+            server_cpu_us,
+            client_cpu_us,
+        }
+    }
 }
 
 impl Measured {
-    fn new(mut latencies: Vec<Duration>, wall: Duration) -> Measured {
-        latencies.sort_unstable();
-        Measured { latencies, wall }
-    }
     /// Nearest-rank percentile, in microseconds.
     fn pct_us(&self, q: f64) -> f64 {
         if self.latencies.is_empty() {
@@ -607,23 +659,29 @@ fn warmup_of(n: usize) -> usize {
 }
 
 /// One call at a time: `warmup` unmeasured calls, then `n` measured ones.
-async fn sequential(n: usize, mut call: impl AsyncFnMut(usize) -> Res<()>) -> Res<Measured> {
+async fn sequential(
+    n: usize,
+    server: Option<u32>,
+    mut call: impl AsyncFnMut(usize) -> Res<()>,
+) -> Res<Measured> {
     for i in 0..warmup_of(n) {
         call(i).await?;
     }
     let mut latencies = Vec::with_capacity(n);
+    let cpu = CpuMark::now(server);
     let start = Instant::now();
     for i in 0..n {
         let t = Instant::now();
         call(i).await?;
         latencies.push(t.elapsed());
     }
-    Ok(Measured::new(latencies, start.elapsed()))
+    let wall = start.elapsed();
+    Ok(cpu.finish(latencies, wall))
 }
 
 /// `LANES` tasks, each with one call in flight, sharing `n` calls (closed loop); a warm-up
 /// round the same way first.
-async fn concurrent<F, Fut>(n: usize, call: F) -> Res<Measured>
+async fn concurrent<F, Fut>(n: usize, server: Option<u32>, call: F) -> Res<Measured>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Res<()>> + Send + 'static,
@@ -632,6 +690,7 @@ where
     let mut measured = None;
     for (count, record) in [(warmup_of(n), false), (n, true)] {
         let next = Arc::new(AtomicUsize::new(0));
+        let cpu = CpuMark::now(server);
         let start = Instant::now();
         let mut tasks = Vec::with_capacity(LANES);
         for lane in 0..LANES {
@@ -654,8 +713,9 @@ where
         for task in tasks {
             all.extend(task.await??);
         }
+        let wall = start.elapsed();
         if record {
-            measured = Some(Measured::new(all, start.elapsed()));
+            measured = Some(cpu.finish(all, wall));
         }
     }
     measured.ok_or_else(|| err("nothing measured"))
@@ -864,26 +924,26 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
             })
         };
 
-        let m = sequential(w.iterations, async |i| {
+        let m = sequential(w.iterations, None, async |i| {
             raw_call(&probe, w.canonical(i), exp).await
         })
         .await?;
         push("raw seq", m, None);
 
-        let m = sequential(w.iterations, async |i| {
+        let m = sequential(w.iterations, None, async |i| {
             raw_txn_call(&probe, &begin, w.canonical(i), exp).await
         })
         .await?;
         push("raw+txn seq (info)", m, None);
 
-        let m = sequential(w.iterations, async |i| {
+        let m = sequential(w.iterations, Some(stdio_pid), async |i| {
             check_answer(&stdio.query(w.model(i)).await?, exp)
         })
         .await
         .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
         push("stdio seq", m, None);
 
-        let m = sequential(w.iterations, async |i| {
+        let m = sequential(w.iterations, Some(http_pid), async |i| {
             check_answer(&http.query(w.model(i)).await?, exp)
         })
         .await
@@ -891,7 +951,7 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
         push("http seq", m, None);
 
         let (clients, ws) = (Arc::clone(&raw8), Arc::clone(&workloads));
-        let m = concurrent(w.iterations, move |lane, i| {
+        let m = concurrent(w.iterations, None, move |lane, i| {
             let (clients, ws) = (Arc::clone(&clients), Arc::clone(&ws));
             async move {
                 let w = &ws[wi];
@@ -903,7 +963,7 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
 
         let (h, ws) = (Arc::clone(&http), Arc::clone(&workloads));
         sampler.take();
-        let m = concurrent(w.iterations, move |_lane, i| {
+        let m = concurrent(w.iterations, Some(http_pid), move |_lane, i| {
             let (h, ws) = (Arc::clone(&h), Arc::clone(&ws));
             async move {
                 let w = &ws[wi];
@@ -1055,10 +1115,23 @@ fn report(r: &Report<'_>) {
     }
     let _ = writeln!(
         out,
-        "\n  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>8}",
-        "workload", "mode", "calls", "p50 µs", "p99 µs", "calls/s", "rss MiB"
+        "\n  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11} {:>8}",
+        "workload",
+        "mode",
+        "calls",
+        "p50 µs",
+        "p99 µs",
+        "calls/s",
+        "pgward CPU",
+        "client CPU",
+        "rss MiB"
     );
-    let _ = writeln!(out, "  {}", "-".repeat(79));
+    let _ = writeln!(
+        out,
+        "  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11}",
+        "", "", "", "", "", "", "µs/call", "µs/call"
+    );
+    let _ = writeln!(out, "  {}", "-".repeat(103));
     let mut last = "";
     for row in r.rows {
         let name = if row.workload == last {
@@ -1069,13 +1142,19 @@ fn report(r: &Report<'_>) {
         last = row.workload;
         let _ = writeln!(
             out,
-            "  {:<13} {:<19} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>8}",
+            "  {:<13} {:<19} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>11} {:>11} {:>8}",
             name,
             row.mode,
             row.m.latencies.len(),
             row.m.pct_us(0.50),
             row.m.pct_us(0.99),
             row.m.rate(),
+            row.m
+                .server_cpu_us
+                .map_or(String::new(), |c| format!("{c:.0}")),
+            row.m
+                .client_cpu_us
+                .map_or(String::new(), |c| format!("{c:.0}")),
             row.rss_kib
                 .map_or(String::new(), |k| format!("{:.1}", mib(k)))
         );
@@ -1171,7 +1250,7 @@ fn report(r: &Report<'_>) {
         out,
         "  {:<50} {:>8.1} ms  {:>9}  {:>5}   {RIVAL_COLD_MS} ms ({})",
         format!(
-            "cold start, spawn -> initialize answer (median of {})",
+            "cold start to first MCP answer (median of {})",
             r.cold_starts
         ),
         r.cold_ms,
@@ -1185,7 +1264,11 @@ fn report(r: &Report<'_>) {
     );
     let _ = writeln!(
         out,
-        "\n  memory: http server VmRSS sampled every 10 ms under x8 load peaked at {:.1} MiB, VmHWM {:.1} MiB, VmRSS at the end {:.1} MiB; stdio server VmHWM {:.1} MiB",
+        "\n  CPU: user + system time of the pgward process (all threads) and of this bench process over\n  each measured phase, divided by its calls (/proc/<pid>/stat, 10 ms ticks)"
+    );
+    let _ = writeln!(
+        out,
+        "  memory: http server VmRSS sampled every 10 ms under x8 load peaked at {:.1} MiB, VmHWM {:.1} MiB, VmRSS at the end {:.1} MiB; stdio server VmHWM {:.1} MiB",
         mib(r.http8_peak_kib),
         mib(r.http_hwm),
         mib(r.http_rss_now),
