@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures_util::{StreamExt, pin_mut};
 use serde_json::Value;
 use tokio_postgres::NoTls;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::config::types::DatabaseConfig;
 use crate::policy::QualifiedName;
@@ -173,19 +173,39 @@ impl Database {
         }
     }
 
-    /// Takes a pooled connection and opens pgward's read-only transaction on it.
-    async fn open(&self) -> Result<Session, DbError> {
+    /// Takes a pooled connection (no round trip: the pool recycles without a check query).
+    async fn checkout(&self) -> Result<Session, DbError> {
         let object = self
             .pool
             .get()
             .await
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        let session = Session::new(object);
-        session
+        Ok(Session::new(object))
+    }
+
+    /// The statements that open a call's transaction, as `role` when one is given.
+    ///
+    /// INVARIANT: SET LOCAL: the role ends with the transaction, and every call ends in
+    /// ROLLBACK, so the next call on this connection starts as the login role again.
+    fn begin_as(&self, role: Option<&str>) -> std::borrow::Cow<'_, str> {
+        match role {
+            Some(role) => format!("{}; SET LOCAL ROLE {}", self.begin, quote_ident(role)).into(),
+            None => self.begin.as_str().into(),
+        }
+    }
+
+    /// Takes a pooled connection and opens pgward's read-only transaction on it, as `role`.
+    async fn open_as(&self, role: Option<&str>) -> Result<Session, DbError> {
+        let mut session = self.checkout().await?;
+        let opened = session
             .client()?
-            .batch_execute(&self.begin)
+            .batch_execute(&self.begin_as(role))
             .await
-            .map_err(|e| DbError::from_pg(&e))?;
+            .map_err(|e| DbError::from_pg(&e));
+        if let Err(e) = opened {
+            session.rollback().await;
+            return Err(e);
+        }
         Ok(session)
     }
 
@@ -242,33 +262,57 @@ impl Database {
         limits: CallLimits,
         cancelled: impl Future<Output = ()>,
     ) -> Result<QueryOutput, DbError> {
-        let mut session = self.open().await?;
+        let mut session = self.checkout().await?;
         let client = session.client()?;
-        // INVARIANT: SET LOCAL: the role ends with the transaction, and every call ends in
-        // ROLLBACK, so the next call on this connection starts as the login role again.
-        if let Err(e) = set_role(client, role).await {
-            session.rollback().await;
-            return Err(e);
-        }
-        for (name, value) in context {
-            // INVARIANT: the settings are transaction-local (`true`), so the ROLLBACK that
-            // ends every call clears them before the connection serves anyone else.
-            if let Err(e) = client
-                .execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
-                .await
-            {
+        let begin = self.begin_as(role);
+        let statement_sql = guarded(sql, limits.max_bytes);
+        // Round trip 1, pipelined (tokio-postgres sends each request when its future is first
+        // polled, and PostgreSQL answers in order): open the transaction, set the context,
+        // parse the statement. A later request never runs outside the transaction: if BEGIN or
+        // SET LOCAL ROLE fails, the transaction block is aborted or absent and what follows
+        // fails too; the first error in order is the one reported.
+        let (opened, settings, prepared) = futures_util::join!(
+            client.batch_execute(&begin),
+            futures_util::future::join_all(context.iter().map(|(name, value)| {
+                // INVARIANT: the settings are transaction-local (`true`), so the ROLLBACK
+                // that ends every call clears them before the connection serves anyone else.
+                async move {
+                    client
+                        .query_typed(
+                            "SELECT pg_catalog.set_config($1, $2, true)",
+                            &[(name, Type::TEXT), (value, Type::TEXT)],
+                        )
+                        .await
+                }
+            })),
+            client.prepare(&statement_sql),
+        );
+        let first_error = opened
+            .err()
+            .or_else(|| settings.into_iter().find_map(Result::err));
+        let stmt = match (first_error, prepared) {
+            (None, Ok(stmt)) => stmt,
+            (Some(e), _) | (None, Err(e)) => {
                 session.rollback().await;
                 return Err(DbError::from_pg(&e));
             }
-        }
-        let client = session.client()?;
+        };
         let cancel_token = client.cancel_token();
-        let outcome = {
-            let work = fetch(client, sql, args, claims, limits);
+        // Round trip 2, pipelined the same way: execute, then ROLLBACK. `fetch` sends its
+        // Bind/Execute in its first poll (it awaits nothing before), so they precede the
+        // ROLLBACK; tests/db_integration.rs (`writes_fail_in_the_database_even_without_the_
+        // policy_check`, `statement_timeout_stops_a_slow_query`) fail if they ever do not.
+        let (outcome, rolled_back) = {
+            let work = async {
+                futures_util::join!(
+                    fetch(client, &stmt, args, claims, limits),
+                    client.batch_execute("ROLLBACK")
+                )
+            };
             pin_mut!(work);
             pin_mut!(cancelled);
             tokio::select! {
-                r = &mut work => r,
+                (r, rolled_back) = &mut work => (r, rolled_back.is_ok()),
                 () = &mut cancelled => {
                     // The client gave up: ask the server to stop the query. A cancel request
                     // that arrives before the statement starts is ignored by PostgreSQL, so it
@@ -280,18 +324,16 @@ impl Database {
                             () = tokio::time::sleep(CANCEL_RETRY) => {}
                         }
                     }
-                    // If it still has not ended, the session is not rolled back cleanly and
-                    // its connection is closed below, which ends the backend's work.
-                    Err(DbError::Cancelled)
+                    // The statement may still be running: the session is not marked clean, so
+                    // its connection is closed when it drops, which ends the backend's work.
+                    (Err(DbError::Cancelled), false)
                 }
             }
         };
-        if matches!(outcome, Err(DbError::Cancelled)) {
-            // The statement may still be running: never reuse this connection.
-            session.discard();
-            return outcome;
+        // Not clean (cancelled, or ROLLBACK failed): the connection is closed on drop.
+        if rolled_back {
+            session.mark_clean();
         }
-        session.rollback().await;
         outcome
     }
 
@@ -311,13 +353,9 @@ impl Database {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
-        let mut session = self.open().await?;
-        let client = session.client()?;
-        if let Err(e) = set_role(client, role).await {
-            session.rollback().await;
-            return Err(e);
-        }
-        let rows = client
+        let mut session = self.open_as(role).await?;
+        let rows = session
+            .client()?
             .query(sql, params)
             .await
             .map_err(|e| DbError::from_pg(&e));
@@ -331,9 +369,12 @@ impl Database {
         &self,
         sql: &str,
     ) -> Result<Vec<tokio_postgres::types::Type>, DbError> {
-        let mut session = self.open().await?;
-        let client = session.client()?;
-        let stmt = client.prepare(sql).await.map_err(|e| DbError::from_pg(&e));
+        let mut session = self.open_as(None).await?;
+        let stmt = session
+            .client()?
+            .prepare(sql)
+            .await
+            .map_err(|e| DbError::from_pg(&e));
         session.rollback().await;
         Ok(stmt?.params().to_vec())
     }
@@ -493,17 +534,6 @@ pub fn begin_sql(cfg: &DatabaseConfig) -> String {
     )
 }
 
-/// `SET LOCAL ROLE role` when a role is given: it ends with the transaction.
-async fn set_role(client: &tokio_postgres::Client, role: Option<&str>) -> Result<(), DbError> {
-    match role {
-        Some(role) => client
-            .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
-            .await
-            .map_err(|e| DbError::from_pg(&e)),
-        None => Ok(()),
-    }
-}
-
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -519,15 +549,11 @@ fn strip_secrets(msg: &str) -> String {
 
 async fn fetch(
     client: &tokio_postgres::Client,
-    sql: &str,
+    stmt: &tokio_postgres::Statement,
     args: &[(String, Value)],
     claims: &[(String, String)],
     limits: CallLimits,
 ) -> Result<QueryOutput, DbError> {
-    let stmt = client
-        .prepare(&guarded(sql, limits.max_bytes))
-        .await
-        .map_err(|e| DbError::from_pg(&e))?;
     if let Some(width) = limits.width
         && width != stmt.columns().len()
     {
@@ -569,7 +595,7 @@ async fn fetch(
         }
     }
     let stream = client
-        .query_raw(&stmt, bound_refs.iter().copied())
+        .query_raw(stmt, bound_refs.iter().copied())
         .await
         .map_err(|e| DbError::from_pg(&e))?;
     pin_mut!(stream);
@@ -631,9 +657,9 @@ impl Session {
             .ok_or_else(|| DbError::Unavailable("connection already released".into()))
     }
 
-    /// Marks the connection for closing instead of returning it to the pool.
-    fn discard(&mut self) {
-        self.clean = false;
+    /// Marks the session as ended by a successful ROLLBACK: its connection may be reused.
+    fn mark_clean(&mut self) {
+        self.clean = true;
     }
 
     async fn rollback(&mut self) {
