@@ -399,12 +399,12 @@ pub async fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Re
         _ => None,
     };
     let head: Option<Head> = match head_file {
-        Some(h) => Some(serde_json::from_str(&read(&h)?).map_err(|_| {
+        Some(h) => crate::audit::sink::parse_head(&read(&h)?).map_err(|_| {
             AppError::Audit(AuditError::File {
                 path: h.display().to_string(),
                 reason: "not a recorded head".into(),
             })
-        })?),
+        })?,
         None => None,
     };
     let lines: Vec<Line<'_>> = contents

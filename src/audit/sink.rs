@@ -5,11 +5,15 @@
 //! - **stderr**: one JSON line per event.
 //! - **postgres**: one row per event in `pgward_audit.events`, through its own connection and
 //!   an INSERT-only role ([`super::postgres`]).
-//! - **file**: JSON Lines, appended and flushed per event, created `0600`. When a write would
+//! - **file**: JSON Lines, one `write` per event on a file opened for appending (so the
+//!   kernel has the line before the call's answer leaves), created `0600`. When a write would
 //!   grow the file past `audit.file_max_bytes`, it is renamed to `<file>.1` (older ones shift
 //!   up to `audit.file_keep`) and a new file continues the same chain. The newest event's `seq`
-//!   and `hash` are kept in `<file>.head` (replaced atomically after each event), so deleting
-//!   the end of the log shows up in `pgward audit verify`.
+//!   and `hash` are kept in `<file>.head`, overwritten in place after each event with one
+//!   positioned write of a fixed-size record, so deleting the end of the log shows up at
+//!   start-up and in `pgward audit verify`. These small writes are made inline, under the
+//!   audit lock every event takes anyway: a hop to a blocking thread per write would cost more
+//!   than the write.
 //!
 //! At start the chain resumes after the last event of the file (or of `<file>.1` when the file
 //! is empty). A file whose last line is incomplete, that ends before its recorded head, or
@@ -20,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
-use tokio::io::AsyncWriteExt;
 
 use super::chain::{self, Chain, Head};
 use super::postgres::{PgSink, PgSinkError};
@@ -55,7 +58,13 @@ impl AuditError {
 
 struct FileSink {
     path: PathBuf,
-    file: tokio::fs::File,
+    file: std::fs::File,
+    /// Which file `file` is, to notice the path now naming another file or none.
+    file_id: FileId,
+    /// `<file>.head`, open for overwriting in place once the first event is written.
+    head: Option<(std::fs::File, FileId)>,
+    /// The head file's length (longer than a record only when an older pgward wrote it).
+    head_len: u64,
     size: u64,
     max_bytes: u64,
     keep: u32,
@@ -95,16 +104,15 @@ impl AuditLog {
             Some(path) => {
                 let path = PathBuf::from(path);
                 let last = last_event(&path).await?;
-                let file = open_append(&path).await?;
-                let size = file
-                    .metadata()
-                    .await
-                    .map_err(|e| file_error(&path, e))?
-                    .len();
+                let file = open_append(&path)?;
+                let meta = file.metadata().map_err(|e| file_error(&path, e))?;
                 let sink = FileSink {
                     path,
                     file,
-                    size,
+                    file_id: FileId::of(&meta),
+                    head: None,
+                    head_len: 0,
+                    size: meta.len(),
                     max_bytes: cfg.file_max_bytes,
                     keep: cfg.file_keep,
                 };
@@ -203,7 +211,7 @@ impl AuditLog {
         let head = state.chain.head().cloned();
         let mut first_error = None;
         if let Some(file) = state.file.as_mut()
-            && let Err(e) = file.append(line.as_bytes(), head.as_ref()).await
+            && let Err(e) = file.append(line.as_bytes(), head.as_ref())
         {
             first_error.get_or_insert(e);
         }
@@ -256,54 +264,147 @@ fn write_stderr(line: &[u8]) -> Result<(), AuditError> {
         .map_err(|e| AuditError::Stderr(e.kind().to_string()))
 }
 
-async fn open_append(path: &Path) -> Result<tokio::fs::File, AuditError> {
-    let mut options = tokio::fs::OpenOptions::new();
+fn open_append(path: &Path) -> Result<std::fs::File, AuditError> {
+    let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
-    options.mode(0o600);
-    options.open(path).await.map_err(|e| file_error(path, e))
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| file_error(path, e))
+}
+
+/// Opens `<file>.head` for overwriting in place (created `0600`, never truncated on open: a
+/// record is only ever replaced by the next one).
+fn open_head(path: &Path) -> Result<std::fs::File, AuditError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| file_error(path, e))
+}
+
+/// The size of a head record: `{"seq":…,"hash":"…"}` padded with spaces and ended by a newline,
+/// so each write replaces the whole previous record (JSON readers skip the padding).
+const HEAD_RECORD_BYTES: usize = 160;
+
+/// The head as a fixed-size record.
+fn head_record(head: &Head) -> Result<Vec<u8>, serde_json::Error> {
+    let mut record = serde_json::to_vec(head)?;
+    if record.len() < HEAD_RECORD_BYTES {
+        record.resize(HEAD_RECORD_BYTES - 1, b' ');
+    }
+    record.push(b'\n');
+    Ok(record)
+}
+
+/// A file's identity (device and inode), to tell whether a path still names an open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self(meta.dev(), meta.ino())
+    }
+
+    #[cfg(not(unix))]
+    fn of(_meta: &std::fs::Metadata) -> Self {
+        Self(0, 0)
+    }
+
+    /// The identity of the file `path` names now, if any.
+    fn at(path: &Path) -> Option<Self> {
+        std::fs::metadata(path).ok().map(|m| Self::of(&m))
+    }
 }
 
 impl FileSink {
-    async fn append(&mut self, line: &[u8], head: Option<&Head>) -> Result<(), AuditError> {
+    fn append(&mut self, line: &[u8], head: Option<&Head>) -> Result<(), AuditError> {
+        use std::io::Write;
+        // INVARIANT: events go only to the file the path names. Appending to a file deleted
+        // or moved away under pgward would lose them without a trace.
+        if FileId::at(&self.path) != Some(self.file_id) {
+            return Err(file_error(
+                &self.path,
+                "the log file was deleted, moved or replaced while pgward had it open (pgward rotates it itself: audit.file_max_bytes); pgward writes no further events to it",
+            ));
+        }
         let len = line.len() as u64;
         if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
-            self.rotate().await?;
+            self.rotate()?;
         }
+        // One write: the file is unbuffered, so the line is with the kernel when this returns.
         self.file
             .write_all(line)
-            .await
-            .map_err(|e| file_error(&self.path, e))?;
-        self.file
-            .flush()
-            .await
             .map_err(|e| file_error(&self.path, e))?;
         self.size = self.size.saturating_add(len);
         if let Some(head) = head {
-            write_head(&self.path, head).await?;
+            self.write_head(head)?;
         }
+        Ok(())
+    }
+
+    /// Overwrites the recorded head in place.
+    fn write_head(&mut self, head: &Head) -> Result<(), AuditError> {
+        let target = head_path(&self.path);
+        let record = head_record(head).map_err(|e| file_error(&target, e))?;
+        // A head file deleted or replaced is written anew at its path, never into the old one.
+        if let Some((_, id)) = &self.head
+            && FileId::at(&target) != Some(*id)
+        {
+            self.head = None;
+        }
+        let file = match &mut self.head {
+            Some((file, _)) => file,
+            None => {
+                let file = open_head(&target)?;
+                let meta = file.metadata().map_err(|e| file_error(&target, e))?;
+                self.head_len = meta.len();
+                &self.head.insert((file, FileId::of(&meta))).0
+            }
+        };
+        write_at_start(file, &record).map_err(|e| file_error(&target, e))?;
+        let written = record.len() as u64;
+        if self.head_len > written {
+            file.set_len(written).map_err(|e| file_error(&target, e))?;
+        }
+        self.head_len = written;
         Ok(())
     }
 
     /// `<file>` becomes `<file>.1`, `<file>.1` becomes `<file>.2`, ... up to `keep`; the chain
     /// continues in the new file.
-    async fn rotate(&mut self) -> Result<(), AuditError> {
+    fn rotate(&mut self) -> Result<(), AuditError> {
         let rotated = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
         for n in (1..self.keep).rev() {
             let from = rotated(n);
-            if tokio::fs::try_exists(&from).await.unwrap_or(false) {
-                tokio::fs::rename(&from, rotated(n + 1))
-                    .await
-                    .map_err(|e| file_error(&from, e))?;
+            if from.try_exists().unwrap_or(false) {
+                std::fs::rename(&from, rotated(n + 1)).map_err(|e| file_error(&from, e))?;
             }
         }
-        tokio::fs::rename(&self.path, rotated(1))
-            .await
+        std::fs::rename(&self.path, rotated(1)).map_err(|e| file_error(&self.path, e))?;
+        self.file = open_append(&self.path)?;
+        let meta = self
+            .file
+            .metadata()
             .map_err(|e| file_error(&self.path, e))?;
-        self.file = open_append(&self.path).await?;
+        self.file_id = FileId::of(&meta);
         self.size = 0;
         Ok(())
     }
+}
+
+/// Writes `bytes` at offset 0 with positioned writes (the file's cursor is never used).
+#[cfg(unix)]
+fn write_at_start(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+}
+
+#[cfg(not(unix))]
+fn write_at_start(mut file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    file.seek(std::io::SeekFrom::Start(0))?;
+    file.write_all(bytes)
 }
 
 /// `<file>.head`: the path of the recorded head.
@@ -311,25 +412,20 @@ pub fn head_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.head", path.display()))
 }
 
-async fn write_head(path: &Path, head: &Head) -> Result<(), AuditError> {
-    let target = head_path(path);
-    let tmp = PathBuf::from(format!("{}.tmp", target.display()));
-    let text = serde_json::to_string(head).map_err(|e| file_error(&target, e))?;
-    tokio::fs::write(&tmp, text)
-        .await
-        .map_err(|e| file_error(&tmp, e))?;
-    tokio::fs::rename(&tmp, &target)
-        .await
-        .map_err(|e| file_error(&target, e))
+/// A head file's record; `None` when it is empty (created, but stopped before its first
+/// record was written).
+pub fn parse_head(text: &str) -> Result<Option<Head>, serde_json::Error> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some)
 }
 
 /// Reads the recorded head of `path`, if there is one.
 pub async fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
     let target = head_path(path);
     match tokio::fs::read_to_string(&target).await {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|_| file_error(&target, "not a recorded head")),
+        Ok(text) => parse_head(&text).map_err(|_| file_error(&target, "not a recorded head")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(file_error(&target, e)),
     }
@@ -416,4 +512,105 @@ async fn last_event(path: &Path) -> Result<Option<Map<String, Value>>, AuditErro
         }
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("kind".into(), Value::from("test"));
+        m.insert("n".into(), Value::from(n));
+        m
+    }
+
+    fn config(file: &Path) -> AuditConfig {
+        AuditConfig {
+            stderr: false,
+            file: Some(file.display().to_string()),
+            ..AuditConfig::default()
+        }
+    }
+
+    fn recorded_head(file: &Path) -> Head {
+        let text = std::fs::read_to_string(head_path(file)).unwrap();
+        assert_eq!(text.len(), HEAD_RECORD_BYTES, "{text:?}");
+        parse_head(&text).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_head_is_a_fixed_size_record_overwritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        // A longer head, as an older pgward could have left it, is replaced whole.
+        let older = format!("{{\"seq\":0,\"hash\":\"{}\"}}\n", "0".repeat(400));
+        std::fs::write(head_path(&file), older).unwrap();
+        let log = AuditLog::open(&config(&file)).await.unwrap();
+        for n in 1..=12 {
+            log.record(event(n)).await.unwrap();
+        }
+        let head = recorded_head(&file);
+        assert_eq!(head.seq, 12);
+        let last = std::fs::read_to_string(&file).unwrap();
+        let last: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        assert_eq!(last["hash"], Value::from(head.hash.clone()));
+        // A deleted head file is written anew at its path with the next event.
+        std::fs::remove_file(head_path(&file)).unwrap();
+        log.record(event(13)).await.unwrap();
+        assert_eq!(recorded_head(&file).seq, 13);
+        // Created by pgward: owner-only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(head_path(&file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_end_of_the_log_stops_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&config(&file)).await.unwrap();
+        for n in 1..=3 {
+            log.record(event(n)).await.unwrap();
+        }
+        drop(log);
+        // The untouched log resumes after its last event.
+        let log = AuditLog::open(&config(&file)).await.unwrap();
+        log.record(event(4)).await.unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let kept: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&file, kept).unwrap();
+        let err = AuditLog::open(&config(&file)).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the log ends at seq 3 but its recorded head is seq 4"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_are_never_written_to_a_log_file_deleted_under_pgward() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&config(&file)).await.unwrap();
+        log.record(event(1)).await.unwrap();
+        std::fs::rename(&file, dir.path().join("moved.jsonl")).unwrap();
+        let err = log.record(event(2)).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the log file was deleted, moved or replaced while pgward had it open"),
+            "{err}"
+        );
+        assert_eq!(log.failures(), 1);
+        // Nothing was appended to the moved file.
+        let moved = std::fs::read_to_string(dir.path().join("moved.jsonl")).unwrap();
+        assert_eq!(moved.lines().count(), 1);
+    }
 }
