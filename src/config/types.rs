@@ -1,6 +1,7 @@
-//! The config file's shape. Every key is documented in `config/example.toml`, which a test
-//! loads. Unknown keys are errors: [`super::load::parse`] collects every one of them (rather
-//! than stopping at the first, as `deny_unknown_fields` would) and validation reports them with
+//! The config file's shape. Every key is documented in `config/example.toml` or
+//! `config/example-http.toml`; `tests/config_reference.rs` checks both against these types.
+//! Unknown keys are errors: [`super::load::parse`] collects every one of them (rather than
+//! stopping at the first, as `deny_unknown_fields` would) and validation reports them with
 //! every other problem.
 
 use std::collections::BTreeMap;
