@@ -54,9 +54,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Serve { config } => run(pgward::app::serve(&config)),
+        Command::Serve { config } => run(move || async move { pgward::app::serve(&config).await }),
         Command::HashKey { stdin } => hash_key(stdin),
-        Command::Demo { no_serve } => run(pgward::demo::run(no_serve)),
+        Command::Demo { no_serve } => run(move || pgward::demo::run(no_serve)),
         Command::Health { url } => health(&url),
         Command::Migrate { url_env, print } => {
             if print {
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             match std::env::var(&url_env) {
-                Ok(url) if !url.is_empty() => run(async move {
+                Ok(url) if !url.is_empty() => run(move || async move {
                     pgward::app::migrate_audit(&url).await?;
                     println!("audit schema applied");
                     Ok::<(), pgward::app::AppError>(())
@@ -164,19 +164,49 @@ fn audit_verify(
     }
 }
 
-fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        // Headroom for the SQL check's recursive steps over deeply nested (but bounded) trees.
-        .thread_stack_size(8 * 1024 * 1024)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
+/// Stack size of the runtime's threads: headroom for the SQL check's recursive steps over
+/// deeply nested (but bounded) trees.
+const STACK_BYTES: usize = 8 * 1024 * 1024;
+
+fn run<E, F, Fut>(make: F) -> ExitCode
+where
+    E: std::fmt::Display,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let threads: usize = std::env::var("PGWARD_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let body = move || {
+        let runtime = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_stack_size(STACK_BYTES)
+                .enable_all()
+                .build()
+        };
+        let runtime = match runtime {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        };
+        match runtime.block_on(make()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        }
     };
-    match runtime.block_on(fut) {
-        Ok(()) => ExitCode::SUCCESS,
+    // The runtime runs on a thread of known stack size (the main thread's depends on the
+    // environment's limits).
+    let thread = std::thread::Builder::new()
+        .name("pgward".into())
+        .stack_size(STACK_BYTES)
+        .spawn(body);
+    match thread {
+        Ok(handle) => handle.join().unwrap_or_else(|_| ExitCode::from(3)),
         Err(e) => fail(&e),
     }
 }

@@ -6,6 +6,8 @@
 //! walks [`pgward::config::Config`] and collects the field list serde's derive hands to every
 //! struct, so a field added to a config type without documentation fails here.
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::collections::BTreeSet;
 
 use serde::Deserialize;

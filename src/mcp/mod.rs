@@ -212,8 +212,10 @@ pub async fn serve_stdio(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), McpServeError> {
     let server = PgwardServer::stdio(Arc::clone(&engine));
+    // Pipes (how MCP clients launch servers) are read and written on the I/O reactor, not
+    // through a blocking thread per message; anything else falls back to blocking stdio.
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(rmcp::transport::stdio_pipes())
         .await
         .map_err(|e| McpServeError::Start(e.to_string()))?;
     let ct = running.cancellation_token();
