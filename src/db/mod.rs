@@ -266,53 +266,63 @@ impl Database {
         let client = session.client()?;
         let begin = self.begin_as(role);
         let statement_sql = guarded(sql, limits.max_bytes);
-        // Round trip 1, pipelined (tokio-postgres sends each request when its future is first
-        // polled, and PostgreSQL answers in order): open the transaction, set the context,
-        // parse the statement. A later request never runs outside the transaction: if BEGIN or
-        // SET LOCAL ROLE fails, the transaction block is aborted or absent and what follows
-        // fails too; the first error in order is the one reported.
-        let (opened, settings, prepared) = futures_util::join!(
-            client.batch_execute(&begin),
-            futures_util::future::join_all(context.iter().map(|(name, value)| {
-                // INVARIANT: the settings are transaction-local (`true`), so the ROLLBACK
-                // that ends every call clears them before the connection serves anyone else.
-                async move {
-                    client
-                        .query_typed(
-                            "SELECT pg_catalog.set_config($1, $2, true)",
-                            &[(name, Type::TEXT), (value, Type::TEXT)],
-                        )
-                        .await
-                }
-            })),
-            client.prepare(&statement_sql),
-        );
-        let first_error = opened
-            .err()
-            .or_else(|| settings.into_iter().find_map(Result::err));
-        let stmt = match (first_error, prepared) {
-            (None, Ok(stmt)) => stmt,
-            (Some(e), _) | (None, Err(e)) => {
-                session.rollback().await;
-                return Err(DbError::from_pg(&e));
-            }
-        };
         let cancel_token = client.cancel_token();
-        // Round trip 2, pipelined the same way: execute, then ROLLBACK. `fetch` sends its
-        // Bind/Execute in its first poll (it awaits nothing before), so they precede the
-        // ROLLBACK; tests/db_integration.rs (`writes_fail_in_the_database_even_without_the_
-        // policy_check`, `statement_timeout_stops_a_slow_query`) fail if they ever do not.
-        let (outcome, rolled_back) = {
-            let work = async {
-                futures_util::join!(
+        // The requests of a call are pipelined: tokio-postgres sends each when its future is
+        // first polled, `join!` polls them in order, and PostgreSQL answers in order. Nothing
+        // runs outside the transaction: if BEGIN or SET LOCAL ROLE fails, the transaction
+        // block is aborted and every later request fails until the ROLLBACK. The first error
+        // in order is the one reported. tests/db_integration.rs
+        // (`writes_fail_in_the_database_even_without_the_policy_check`,
+        // `statement_timeout_stops_a_slow_query`) fail if the order ever changes.
+        let work = async {
+            if args.is_empty() && claims.is_empty() {
+                // Nothing to bind: one round trip. The statement is described (for its
+                // columns, checked before any row is used) and executed unnamed in the same
+                // trip; rows of a statement that fails the checks are dropped unread.
+                let (opened, set, prepared, fetched, rolled_back) = futures_util::join!(
+                    client.batch_execute(&begin),
+                    set_context(client, context),
+                    client.prepare(&statement_sql),
+                    fetch_unprepared(client, &statement_sql, limits),
+                    client.batch_execute("ROLLBACK"),
+                );
+                let outcome = opened
+                    .and(set)
+                    .and(prepared)
+                    .map_err(|e| DbError::from_pg(&e))
+                    .and_then(|stmt| {
+                        let columns = check_statement(&stmt, 0, limits)?;
+                        fetched.map(|rows| rows.with_columns(columns))
+                    });
+                (outcome, rolled_back.is_ok())
+            } else {
+                // Parameters are bound by the types PostgreSQL infers: two round trips.
+                let (opened, set, prepared) = futures_util::join!(
+                    client.batch_execute(&begin),
+                    set_context(client, context),
+                    client.prepare(&statement_sql),
+                );
+                let stmt = match opened.and(set).and(prepared) {
+                    Ok(stmt) => stmt,
+                    Err(e) => {
+                        let rolled_back = client.batch_execute("ROLLBACK").await;
+                        return (Err(DbError::from_pg(&e)), rolled_back.is_ok());
+                    }
+                };
+                // `fetch` sends its Bind/Execute in its first poll (it awaits nothing
+                // before), so they precede the ROLLBACK.
+                let (fetched, rolled_back) = futures_util::join!(
                     fetch(client, &stmt, args, claims, limits),
                     client.batch_execute("ROLLBACK")
-                )
-            };
+                );
+                (fetched, rolled_back.is_ok())
+            }
+        };
+        let (outcome, rolled_back) = {
             pin_mut!(work);
             pin_mut!(cancelled);
             tokio::select! {
-                (r, rolled_back) = &mut work => (r, rolled_back.is_ok()),
+                done = &mut work => done,
                 () = &mut cancelled => {
                     // The client gave up: ask the server to stop the query. A cancel request
                     // that arrives before the statement starts is ignored by PostgreSQL, so it
@@ -547,13 +557,33 @@ fn strip_secrets(msg: &str) -> String {
     }
 }
 
-async fn fetch(
+/// Sets each `(name, value)` for this transaction only, both bound, never interpolated.
+async fn set_context(
     client: &tokio_postgres::Client,
+    context: &[(String, String)],
+) -> Result<(), tokio_postgres::Error> {
+    let settings = futures_util::future::join_all(context.iter().map(|(name, value)| async move {
+        // INVARIANT: the settings are transaction-local (`true`), so the ROLLBACK that ends
+        // every call clears them before the connection serves anyone else.
+        client
+            .query_typed(
+                "SELECT pg_catalog.set_config($1, $2, true)",
+                &[(name, Type::TEXT), (value, Type::TEXT)],
+            )
+            .await
+    }))
+    .await;
+    settings.into_iter().try_for_each(|r| r.map(drop))
+}
+
+/// The checks a described statement passes before any of its rows is used: the width the
+/// SQL check counted, the number of parameters given, and a JSON mapping for every column
+/// type (reported before any row is read, never guessed). Returns the column names.
+fn check_statement(
     stmt: &tokio_postgres::Statement,
-    args: &[(String, Value)],
-    claims: &[(String, String)],
+    given: usize,
     limits: CallLimits,
-) -> Result<QueryOutput, DbError> {
+) -> Result<Vec<String>, DbError> {
     if let Some(width) = limits.width
         && width != stmt.columns().len()
     {
@@ -562,13 +592,55 @@ async fn fetch(
             stmt.columns().len()
         )));
     }
-    if stmt.params().len() != args.len() + claims.len() {
+    if stmt.params().len() != given {
         return Err(DbError::Param(format!(
-            "the statement takes {} parameter(s), {} given",
+            "the statement takes {} parameter(s), {given} given",
             stmt.params().len(),
-            args.len() + claims.len()
         )));
     }
+    for c in stmt.columns() {
+        if !values::is_supported(c.type_()) {
+            return Err(values::ValueError::Unsupported {
+                column: c.name().to_string(),
+                type_name: c.type_().name().to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect())
+}
+
+/// Rows read within the limits, before their column names are attached.
+struct Fetched {
+    rows: Vec<Vec<Value>>,
+    truncated: Option<Truncation>,
+    bytes: usize,
+}
+
+impl Fetched {
+    fn with_columns(self, columns: Vec<String>) -> QueryOutput {
+        QueryOutput {
+            columns,
+            rows: self.rows,
+            truncated: self.truncated,
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// Binds `args` then `claims` by the statement's parameter types and executes it.
+async fn fetch(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    args: &[(String, Value)],
+    claims: &[(String, String)],
+    limits: CallLimits,
+) -> Result<QueryOutput, DbError> {
+    let columns = check_statement(stmt, args.len() + claims.len(), limits)?;
     let mut bound = Vec::with_capacity(args.len() + claims.len());
     for ((name, value), ty) in args.iter().zip(stmt.params()) {
         bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
@@ -579,25 +651,33 @@ async fn fetch(
     }
     let bound_refs: Vec<&(dyn ToSql + Sync)> =
         bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
-    let columns: Vec<String> = stmt
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    // A type that cannot be mapped is reported before any row is read, never guessed.
-    for c in stmt.columns() {
-        if !values::is_supported(c.type_()) {
-            return Err(values::ValueError::Unsupported {
-                column: c.name().to_string(),
-                type_name: c.type_().name().to_string(),
-            }
-            .into());
-        }
-    }
     let stream = client
         .query_raw(stmt, bound_refs.iter().copied())
         .await
         .map_err(|e| DbError::from_pg(&e))?;
+    Ok(read_rows(stream, limits).await?.with_columns(columns))
+}
+
+/// Executes `sql` (no parameters) as an unnamed statement.
+async fn fetch_unprepared(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    limits: CallLimits,
+) -> Result<Fetched, DbError> {
+    let none: [(&(dyn ToSql + Sync), Type); 0] = [];
+    let stream = client
+        .query_typed_raw(sql, none)
+        .await
+        .map_err(|e| DbError::from_pg(&e))?;
+    read_rows(stream, limits).await
+}
+
+/// Reads rows as JSON values until the result ends, `max_rows` rows are read, or the next
+/// row would pass `max_bytes`.
+async fn read_rows(
+    stream: tokio_postgres::RowStream,
+    limits: CallLimits,
+) -> Result<Fetched, DbError> {
     pin_mut!(stream);
     let mut rows = Vec::new();
     let mut bytes = 0usize;
@@ -608,9 +688,9 @@ async fn fetch(
             truncated = Some(Truncation::Rows);
             break;
         }
-        let mut values = Vec::with_capacity(columns.len());
+        let mut values = Vec::with_capacity(row.len());
         let mut row_bytes = 2;
-        for i in 0..columns.len() {
+        for i in 0..row.len() {
             let v = values::cell_to_json(&row, i)?;
             row_bytes += json_size(&v) + 1;
             values.push(v);
@@ -622,8 +702,7 @@ async fn fetch(
         bytes += row_bytes;
         rows.push(values);
     }
-    Ok(QueryOutput {
-        columns,
+    Ok(Fetched {
         rows,
         truncated,
         bytes,
