@@ -75,6 +75,64 @@ async fn a_result_of_another_width_than_the_check_counted_is_refused() {
     assert_eq!(out.rows, vec![vec![json!(1)]]);
 }
 
+/// A result without rows has no row description: its columns come from describing the
+/// statement, with the same width and type checks.
+#[tokio::test]
+async fn an_empty_result_keeps_its_column_names_and_its_checks() {
+    let f = fixture();
+    let db = Database::connect(&f.settings(&TestConfig::default()).database).unwrap();
+    let limits = CallLimits {
+        max_rows: 10,
+        max_bytes: 1 << 20,
+        width: Some(2),
+    };
+    let out = db
+        .run(
+            "SELECT id, status FROM public.orders WHERE id < 0 LIMIT 5",
+            &[],
+            limits,
+            pending(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.columns, vec!["id".to_string(), "status".to_string()]);
+    assert!(out.rows.is_empty());
+    assert_eq!(out.truncated, None);
+    let r = db
+        .run(
+            "SELECT id FROM public.orders WHERE id < 0 LIMIT 5",
+            &[],
+            limits,
+            pending(),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(DbError::Mismatch(m)) if m == "the check counted 2 result column(s), PostgreSQL returns 1"),
+        "{r:?}"
+    );
+    // A type without a JSON mapping is refused whether or not a row came back.
+    for sql in [
+        "SELECT point(1, 2) AS span LIMIT 1",
+        "SELECT point(1, 2) AS span WHERE false LIMIT 1",
+    ] {
+        let r = db
+            .run(
+                sql,
+                &[],
+                CallLimits {
+                    width: None,
+                    ..limits
+                },
+                pending(),
+            )
+            .await;
+        assert!(
+            matches!(&r, Err(DbError::Value(pgward::db::values::ValueError::Unsupported { column, .. })) if column == "span"),
+            "{sql}: {r:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_huge_computed_row_is_refused_by_the_database() {
     let f = fixture();

@@ -276,25 +276,46 @@ impl Database {
         // `statement_timeout_stops_a_slow_query`) fail if the order ever changes.
         let work = async {
             if args.is_empty() && claims.is_empty() {
-                // Nothing to bind: one round trip. The statement is described (for its
-                // columns, checked before any row is used) and executed unnamed in the same
-                // trip; rows of a statement that fails the checks are dropped unread.
-                let (opened, set, prepared, fetched, rolled_back) = futures_util::join!(
+                // Nothing to bind: one round trip, the statement executed unnamed (no named
+                // statement to close afterwards). The columns of the first row pass the width
+                // and type checks before any value is read.
+                let (opened, set, fetched, rolled_back) = futures_util::join!(
                     client.batch_execute(&begin),
                     set_context(client, context),
-                    client.prepare(&statement_sql),
                     fetch_unprepared(client, &statement_sql, limits),
                     client.batch_execute("ROLLBACK"),
                 );
-                let outcome = opened
-                    .and(set)
-                    .and(prepared)
-                    .map_err(|e| DbError::from_pg(&e))
-                    .and_then(|stmt| {
-                        let columns = check_statement(&stmt, 0, limits)?;
-                        fetched.map(|rows| rows.with_columns(columns))
-                    });
-                (outcome, rolled_back.is_ok())
+                let fetched = match opened.and(set) {
+                    Ok(()) => fetched,
+                    Err(e) => Err(DbError::from_pg(&e)),
+                };
+                match fetched {
+                    Ok((Some(columns), rows)) => {
+                        (Ok(rows.with_columns(columns)), rolled_back.is_ok())
+                    }
+                    Ok((None, _)) if rolled_back.is_ok() => {
+                        // No row, so no row description: a second trip describes the
+                        // statement for its column names (and the same checks).
+                        let (opened, set, prepared, rolled_back) = futures_util::join!(
+                            client.batch_execute(&begin),
+                            set_context(client, context),
+                            client.prepare(&statement_sql),
+                            client.batch_execute("ROLLBACK"),
+                        );
+                        let outcome = opened
+                            .and(set)
+                            .and(prepared)
+                            .map_err(|e| DbError::from_pg(&e))
+                            .and_then(|stmt| check_statement(&stmt, 0, limits))
+                            .map(|columns| Fetched::default().with_columns(columns));
+                        (outcome, rolled_back.is_ok())
+                    }
+                    Ok((None, _)) => (
+                        Err(DbError::Unavailable("the transaction did not end".into())),
+                        false,
+                    ),
+                    Err(e) => (Err(e), rolled_back.is_ok()),
+                }
             } else {
                 // Parameters are bound by the types PostgreSQL infers: two round trips.
                 let (opened, set, prepared) = futures_util::join!(
@@ -584,21 +605,29 @@ fn check_statement(
     given: usize,
     limits: CallLimits,
 ) -> Result<Vec<String>, DbError> {
-    if let Some(width) = limits.width
-        && width != stmt.columns().len()
-    {
-        return Err(DbError::Mismatch(format!(
-            "the check counted {width} result column(s), PostgreSQL returns {}",
-            stmt.columns().len()
-        )));
-    }
     if stmt.params().len() != given {
         return Err(DbError::Param(format!(
             "the statement takes {} parameter(s), {given} given",
             stmt.params().len(),
         )));
     }
-    for c in stmt.columns() {
+    check_columns(stmt.columns(), limits)
+}
+
+/// The width and type checks of [`check_statement`], on a result's columns.
+fn check_columns(
+    columns: &[tokio_postgres::Column],
+    limits: CallLimits,
+) -> Result<Vec<String>, DbError> {
+    if let Some(width) = limits.width
+        && width != columns.len()
+    {
+        return Err(DbError::Mismatch(format!(
+            "the check counted {width} result column(s), PostgreSQL returns {}",
+            columns.len()
+        )));
+    }
+    for c in columns {
         if !values::is_supported(c.type_()) {
             return Err(values::ValueError::Unsupported {
                 column: c.name().to_string(),
@@ -607,14 +636,11 @@ fn check_statement(
             .into());
         }
     }
-    Ok(stmt
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect())
+    Ok(columns.iter().map(|c| c.name().to_string()).collect())
 }
 
 /// Rows read within the limits, before their column names are attached.
+#[derive(Default)]
 struct Fetched {
     rows: Vec<Vec<Value>>,
     truncated: Option<Truncation>,
@@ -655,15 +681,18 @@ async fn fetch(
         .query_raw(stmt, bound_refs.iter().copied())
         .await
         .map_err(|e| DbError::from_pg(&e))?;
-    Ok(read_rows(stream, limits).await?.with_columns(columns))
+    let (_, fetched) = read_rows(stream, limits).await?;
+    Ok(fetched.with_columns(columns))
 }
 
-/// Executes `sql` (no parameters) as an unnamed statement.
+/// Executes `sql` (no parameters) as an unnamed statement. The column names come from the
+/// first row (checked by [`check_columns`] before any value is read): `None` when there is no
+/// row.
 async fn fetch_unprepared(
     client: &tokio_postgres::Client,
     sql: &str,
     limits: CallLimits,
-) -> Result<Fetched, DbError> {
+) -> Result<(Option<Vec<String>>, Fetched), DbError> {
     let none: [(&(dyn ToSql + Sync), Type); 0] = [];
     let stream = client
         .query_typed_raw(sql, none)
@@ -673,17 +702,22 @@ async fn fetch_unprepared(
 }
 
 /// Reads rows as JSON values until the result ends, `max_rows` rows are read, or the next
-/// row would pass `max_bytes`.
+/// row would pass `max_bytes`. The first row's columns pass [`check_columns`] before any value
+/// is read; their names are returned (`None` without a row).
 async fn read_rows(
     stream: tokio_postgres::RowStream,
     limits: CallLimits,
-) -> Result<Fetched, DbError> {
+) -> Result<(Option<Vec<String>>, Fetched), DbError> {
     pin_mut!(stream);
+    let mut columns = None;
     let mut rows = Vec::new();
     let mut bytes = 0usize;
     let mut truncated = None;
     while let Some(row) = stream.next().await {
         let row = row.map_err(|e| DbError::from_pg(&e))?;
+        if columns.is_none() {
+            columns = Some(check_columns(row.columns(), limits)?);
+        }
         if rows.len() as u64 >= limits.max_rows {
             truncated = Some(Truncation::Rows);
             break;
@@ -702,11 +736,14 @@ async fn read_rows(
         bytes += row_bytes;
         rows.push(values);
     }
-    Ok(Fetched {
-        rows,
-        truncated,
-        bytes,
-    })
+    Ok((
+        columns,
+        Fetched {
+            rows,
+            truncated,
+            bytes,
+        },
+    ))
 }
 
 fn json_size(v: &Value) -> usize {
