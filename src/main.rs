@@ -168,16 +168,38 @@ fn audit_verify(
 /// deeply nested (but bounded) trees.
 const STACK_BYTES: usize = 8 * 1024 * 1024;
 
+/// `PGWARD_WORKER_THREADS`: how many threads serve calls. Unset, one: every call's work
+/// (pipes, sockets, the database connections) is driven by one thread, which on a small
+/// machine shared with PostgreSQL costs the least per call. More threads let an HTTP server
+/// use more cores. Anything but a whole number from 1 to [`MAX_WORKER_THREADS`] stops start-up.
+fn worker_threads() -> Result<usize, String> {
+    match std::env::var(WORKER_THREADS_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(1),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_WORKER_THREADS).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{WORKER_THREADS_ENV} must be a whole number from 1 to {MAX_WORKER_THREADS}, got `{v}`"
+            )),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "{WORKER_THREADS_ENV} must be a whole number from 1 to {MAX_WORKER_THREADS}"
+        )),
+    }
+}
+
+const WORKER_THREADS_ENV: &str = "PGWARD_WORKER_THREADS";
+const MAX_WORKER_THREADS: usize = 64;
+
 fn run<E, F, Fut>(make: F) -> ExitCode
 where
     E: std::fmt::Display,
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), E>>,
 {
-    let threads: usize = std::env::var("PGWARD_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let threads = match worker_threads() {
+        Ok(n) => n,
+        Err(e) => return fail(&e),
+    };
     let body = move || {
         let runtime = if threads <= 1 {
             tokio::runtime::Builder::new_current_thread()

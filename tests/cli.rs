@@ -196,3 +196,32 @@ async fn demo_serves_the_sample_data_over_stdio() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_bad_worker_thread_count_stops_start_up_with_a_clear_error() {
+    for bad in ["0", "two", "65", "-1", ""] {
+        let out = Command::new(BIN)
+            .args(["serve", "--config", "config/example.toml"])
+            .env("PGWARD_WORKER_THREADS", bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{bad:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8(out.stderr).unwrap(),
+            format!(
+                "pgward: PGWARD_WORKER_THREADS must be a whole number from 1 to 64, got `{bad}`\n"
+            ),
+            "{bad:?}"
+        );
+    }
+    // A valid count gets past it, to the next problem: the missing database password.
+    let out = Command::new(BIN)
+        .args(["serve", "--config", "config/example.toml"])
+        .env("PGWARD_WORKER_THREADS", "4")
+        .env_remove("PGWARD_DB_PASSWORD")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("PGWARD_WORKER_THREADS"), "{stderr}");
+    assert!(stderr.contains("PGWARD_DB_PASSWORD"), "{stderr}");
+}

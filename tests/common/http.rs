@@ -477,6 +477,9 @@ pub fn pgward_command(args: &[&str]) -> tokio::process::Command {
         .env(HASH_KEY_ENV, HASH_KEY)
         .env(JWT_SECRET_ENV, JWT_SECRET)
         .env("PGWARD_LOG", "info")
+        // The HTTP suites run on two worker threads, the stdio suites on the default one, so
+        // both runtimes are exercised.
+        .env("PGWARD_WORKER_THREADS", "2")
         .kill_on_drop(true);
     cmd
 }
