@@ -318,3 +318,22 @@ fn as_caller(principal: &pgward::auth::Principal) -> pgward::engine::CallContext
         session_id: None,
     }
 }
+
+/// The HTTP scope gate asks `has_tool` instead of building the tool list per request; both
+/// must name the same tools.
+#[tokio::test]
+async fn has_tool_names_exactly_the_listed_tools() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    let names: Vec<String> = engine.tools().into_iter().map(|t| t.name).collect();
+    assert!(
+        names.len() > 3,
+        "the test config has lookup tools: {names:?}"
+    );
+    for name in &names {
+        assert!(engine.has_tool(name), "{name}");
+    }
+    for name in ["", "Query", "query ", "list_tables2", "drop_table"] {
+        assert!(!engine.has_tool(name), "{name:?}");
+    }
+}

@@ -255,6 +255,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether `name` is a tool this config offers (to anyone): what [`Engine::tools`] lists,
+    /// without building the list.
+    pub fn has_tool(&self, name: &str) -> bool {
+        matches!(name, "query" | "list_tables" | "describe_table")
+            || self.settings().tools.iter().any(|t| t.name == name)
+    }
+
     /// Every tool this server offers: the three built-ins and the configured lookup tools.
     pub fn tools(&self) -> Vec<ToolSpec> {
         let settings = self.settings();

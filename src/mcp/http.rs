@@ -865,7 +865,7 @@ fn missing_scopes(
         let Some(tool) = m.pointer("/params/name").and_then(Value::as_str) else {
             continue;
         };
-        let known = gate.engine.tools().iter().any(|t| t.name == tool);
+        let known = gate.engine.has_tool(tool);
         if known {
             let lacking = gate.engine.missing_scopes(principal, tool);
             if !lacking.is_empty() {
