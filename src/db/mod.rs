@@ -194,21 +194,6 @@ impl Database {
         }
     }
 
-    /// Takes a pooled connection and opens pgward's read-only transaction on it, as `role`.
-    async fn open_as(&self, role: Option<&str>) -> Result<Session, DbError> {
-        let mut session = self.checkout().await?;
-        let opened = session
-            .client()?
-            .batch_execute(&self.begin_as(role))
-            .await
-            .map_err(|e| DbError::from_pg(&e));
-        if let Err(e) = opened {
-            session.rollback().await;
-            return Err(e);
-        }
-        Ok(session)
-    }
-
     /// Pool status: (size, available, waiting).
     pub fn status(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
@@ -372,42 +357,58 @@ impl Database {
     async fn catalog_query(
         &self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
         self.catalog_query_as(None, sql, params).await
     }
 
-    /// [`Database::catalog_query`] after `SET LOCAL ROLE role`.
+    /// [`Database::catalog_query`] after `SET LOCAL ROLE role`. One pipelined round trip:
+    /// BEGIN, the query (one message: parse, bind, execute), ROLLBACK.
     async fn catalog_query_as(
         &self,
         role: Option<&str>,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
-        let mut session = self.open_as(role).await?;
-        let rows = session
-            .client()?
-            .query(sql, params)
-            .await
-            .map_err(|e| DbError::from_pg(&e));
-        session.rollback().await;
+        let mut session = self.checkout().await?;
+        let client = session.client()?;
+        let begin = self.begin_as(role);
+        let (opened, rows, rolled_back) = futures_util::join!(
+            client.batch_execute(&begin),
+            client.query_typed(sql, params),
+            client.batch_execute("ROLLBACK"),
+        );
+        let clean = rolled_back.is_ok();
+        let rows = opened.and(rows).map_err(|e| DbError::from_pg(&e));
+        if clean {
+            session.mark_clean();
+        }
         rows
     }
 
     /// The parameter types PostgreSQL infers for a statement (used to check lookup tools at
-    /// start-up).
+    /// start-up). One pipelined round trip: BEGIN, describe, ROLLBACK.
     pub async fn param_types(
         &self,
         sql: &str,
     ) -> Result<Vec<tokio_postgres::types::Type>, DbError> {
-        let mut session = self.open_as(None).await?;
-        let stmt = session
-            .client()?
-            .prepare(sql)
-            .await
+        let mut session = self.checkout().await?;
+        let client = session.client()?;
+        let begin = self.begin_as(None);
+        let (opened, stmt, rolled_back) = futures_util::join!(
+            client.batch_execute(&begin),
+            client.prepare(sql),
+            client.batch_execute("ROLLBACK"),
+        );
+        let clean = rolled_back.is_ok();
+        let types = opened
+            .and(stmt)
+            .map(|stmt| stmt.params().to_vec())
             .map_err(|e| DbError::from_pg(&e));
-        session.rollback().await;
-        Ok(stmt?.params().to_vec())
+        if clean {
+            session.mark_clean();
+        }
+        types
     }
 
     /// Columns of a table from the catalog: name, type, nullable, comment.
@@ -421,7 +422,7 @@ impl Database {
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
                  ORDER BY a.attnum",
-                &[&table.schema, &table.name],
+                &[(&table.schema, Type::TEXT), (&table.name, Type::TEXT)],
             )
             .await?;
         rows.iter()
@@ -776,12 +777,6 @@ impl Session {
     /// Marks the session as ended by a successful ROLLBACK: its connection may be reused.
     fn mark_clean(&mut self) {
         self.clean = true;
-    }
-
-    async fn rollback(&mut self) {
-        if let Some(obj) = &self.object {
-            self.clean = obj.batch_execute("ROLLBACK").await.is_ok();
-        }
     }
 }
 
