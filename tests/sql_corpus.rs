@@ -2401,3 +2401,40 @@ fn catalog_and_operator_side_doors_are_refused() {
     );
     assert_eq!(ok.width, Some(2));
 }
+
+/// sqlparser leaves a quote inside a string value undoubled when it follows a backslash or
+/// another quote, so the canonical text of such a query would not mean the checked tree: here
+/// the first literal would end early in the text and the "string" after it would run as SQL,
+/// unchecked. The check parses its own output again and refuses the query.
+#[test]
+fn a_literal_the_serializer_cannot_reproduce_is_refused() {
+    let message = "a string literal in this query cannot be passed on exactly (a quote after a \
+                   backslash, or two quotes in a row, inside a string); write it another way, \
+                   e.g. with chr(39) for a quote";
+    for sql in [
+        // Smuggling: in the canonical text the first literal would close after `AS c, `.
+        "SELECT 'a\\''' AS c, ' || (SELECT ssn FROM customers LIMIT 1) || ' AS d FROM orders",
+        "SELECT 'a\\'''",
+        // Two quotes in a row inside the value would come out as one.
+        "SELECT 'a''''b'",
+        "SELECT E'unt'''''''''''''''''/'''%'''''''''''''''''",
+    ] {
+        let violations = run(sql).expect_err(sql);
+        assert_eq!(
+            violations
+                .iter()
+                .map(|v| (v.code, v.message.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(Code::UnsupportedSyntax, message)],
+            "{sql}"
+        );
+    }
+    // A quote alone, a backslash alone, and an escape string keep working.
+    for (sql, canonical) in [
+        ("SELECT 'it''s'", "SELECT 'it''s' LIMIT 101"),
+        ("SELECT 'C:\\dir'", "SELECT 'C:\\dir' LIMIT 101"),
+        ("SELECT E'it\\'s'", "SELECT E'it\\'s' LIMIT 101"),
+    ] {
+        assert_eq!(run(sql).expect(sql).sql, canonical);
+    }
+}

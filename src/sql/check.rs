@@ -147,8 +147,22 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
     };
     let claim_params = super::rowfilter::inject(&mut statement, policy, first)
         .map_err(|e| vec![Violation::new(Code::UnsupportedSyntax, e.to_string())])?;
+    let sql = statement.to_string();
+    // INVARIANT: the text PostgreSQL runs means the tree that was checked. sqlparser's
+    // serializer leaves a quote inside a string value undoubled when it follows a backslash or
+    // another quote (the value `a\'` comes out as `'a\''`), so in the text a literal could
+    // end early and what follows it would run unchecked. The canonical text is parsed again
+    // and must give back exactly the checked tree; otherwise the query is refused.
+    if reparse(&sql).as_ref() != Some(&statement) {
+        return Err(vec![Violation::new(
+            Code::UnsupportedSyntax,
+            "a string literal in this query cannot be passed on exactly (a quote after a \
+             backslash, or two quotes in a row, inside a string); write it another way, \
+             e.g. with chr(39) for a quote",
+        )]);
+    }
     Ok(Checked {
-        sql: statement.to_string(),
+        sql,
         redactions: checker.redactions,
         tables: checker.tables.into_iter().collect(),
         limit: checker.limit,
@@ -156,6 +170,20 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         width: checker.width,
         claim_params,
     })
+}
+
+/// The one statement `sql` holds, parsed as [`check`] parses.
+fn reparse(sql: &str) -> Option<Statement> {
+    let dialect = PostgreSqlDialect {};
+    let mut statements = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    statements.pop()
 }
 
 fn strip_parser_prefix(msg: &str) -> String {

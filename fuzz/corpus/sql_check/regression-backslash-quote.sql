@@ -1,0 +1,1 @@
+SELECT 'a\''' AS c, ' || (SELECT ssn FROM customers LIMIT 1) || ' AS d FROM orders
