@@ -253,76 +253,37 @@ impl Database {
         let statement_sql = guarded(sql, limits.max_bytes);
         let cancel_token = client.cancel_token();
         // The requests of a call are pipelined: tokio-postgres sends each when its future is
-        // first polled, `join!` polls them in order, and PostgreSQL answers in order. Nothing
-        // runs outside the transaction: if BEGIN or SET LOCAL ROLE fails, the transaction
-        // block is aborted and every later request fails until the ROLLBACK. The first error
-        // in order is the one reported. tests/db_integration.rs
-        // (`writes_fail_in_the_database_even_without_the_policy_check`,
+        // first polled, `join!` polls them in order, and PostgreSQL answers in order. The
+        // statement is executed only after BEGIN, SET LOCAL ROLE, the settings and the
+        // describe all succeeded; the first error in order is the one reported.
+        // tests/db_integration.rs (`writes_fail_in_the_database_even_without_the_policy_check`,
         // `statement_timeout_stops_a_slow_query`) fail if the order ever changes.
         let work = async {
-            if args.is_empty() && claims.is_empty() {
-                // Nothing to bind: one round trip, the statement executed unnamed (no named
-                // statement to close afterwards). The columns of the first row pass the width
-                // and type checks before any value is read.
-                let (opened, set, fetched, rolled_back) = futures_util::join!(
-                    client.batch_execute(&begin),
-                    set_context(client, context),
-                    fetch_unprepared(client, &statement_sql, limits),
-                    client.batch_execute("ROLLBACK"),
-                );
-                let fetched = match opened.and(set) {
-                    Ok(()) => fetched,
-                    Err(e) => Err(DbError::from_pg(&e)),
-                };
-                match fetched {
-                    Ok((Some(columns), rows)) => {
-                        (Ok(rows.with_columns(columns)), rolled_back.is_ok())
-                    }
-                    Ok((None, _)) if rolled_back.is_ok() => {
-                        // No row, so no row description: a second trip describes the
-                        // statement for its column names (and the same checks).
-                        let (opened, set, prepared, rolled_back) = futures_util::join!(
-                            client.batch_execute(&begin),
-                            set_context(client, context),
-                            client.prepare(&statement_sql),
-                            client.batch_execute("ROLLBACK"),
-                        );
-                        let outcome = opened
-                            .and(set)
-                            .and(prepared)
-                            .map_err(|e| DbError::from_pg(&e))
-                            .and_then(|stmt| check_statement(&stmt, 0, limits))
-                            .map(|columns| Fetched::default().with_columns(columns));
-                        (outcome, rolled_back.is_ok())
-                    }
-                    Ok((None, _)) => (
-                        Err(DbError::Unavailable("the transaction did not end".into())),
-                        false,
-                    ),
-                    Err(e) => (Err(e), rolled_back.is_ok()),
+            // Two round trips: the statement is described inside the transaction first (its
+            // column and parameter types resolved, which may take the driver's own catalog
+            // lookups), checked, and only then bound and executed. Executing in the first trip
+            // would run the statement before its checks, run it outside the transaction if
+            // BEGIN itself failed, and could stall the connection on a type lookup queued
+            // behind a large result.
+            let (opened, set, prepared) = futures_util::join!(
+                client.batch_execute(&begin),
+                set_context(client, context),
+                client.prepare(&statement_sql),
+            );
+            let stmt = match opened.and(set).and(prepared) {
+                Ok(stmt) => stmt,
+                Err(e) => {
+                    let rolled_back = client.batch_execute("ROLLBACK").await;
+                    return (Err(DbError::from_pg(&e)), rolled_back.is_ok());
                 }
-            } else {
-                // Parameters are bound by the types PostgreSQL infers: two round trips.
-                let (opened, set, prepared) = futures_util::join!(
-                    client.batch_execute(&begin),
-                    set_context(client, context),
-                    client.prepare(&statement_sql),
-                );
-                let stmt = match opened.and(set).and(prepared) {
-                    Ok(stmt) => stmt,
-                    Err(e) => {
-                        let rolled_back = client.batch_execute("ROLLBACK").await;
-                        return (Err(DbError::from_pg(&e)), rolled_back.is_ok());
-                    }
-                };
-                // `fetch` sends its Bind/Execute in its first poll (it awaits nothing
-                // before), so they precede the ROLLBACK.
-                let (fetched, rolled_back) = futures_util::join!(
-                    fetch(client, &stmt, args, claims, limits),
-                    client.batch_execute("ROLLBACK")
-                );
-                (fetched, rolled_back.is_ok())
-            }
+            };
+            // `fetch` sends its Bind/Execute in its first poll (it awaits nothing
+            // before), so they precede the ROLLBACK.
+            let (fetched, rolled_back) = futures_util::join!(
+                fetch(client, &stmt, args, claims, limits),
+                client.batch_execute("ROLLBACK")
+            );
+            (fetched, rolled_back.is_ok())
         };
         let (outcome, rolled_back) = {
             pin_mut!(work);
@@ -641,7 +602,6 @@ fn check_columns(
 }
 
 /// Rows read within the limits, before their column names are attached.
-#[derive(Default)]
 struct Fetched {
     rows: Vec<Vec<Value>>,
     truncated: Option<Truncation>,
@@ -684,22 +644,6 @@ async fn fetch(
         .map_err(|e| DbError::from_pg(&e))?;
     let (_, fetched) = read_rows(stream, limits).await?;
     Ok(fetched.with_columns(columns))
-}
-
-/// Executes `sql` (no parameters) as an unnamed statement. The column names come from the
-/// first row (checked by [`check_columns`] before any value is read): `None` when there is no
-/// row.
-async fn fetch_unprepared(
-    client: &tokio_postgres::Client,
-    sql: &str,
-    limits: CallLimits,
-) -> Result<(Option<Vec<String>>, Fetched), DbError> {
-    let none: [(&(dyn ToSql + Sync), Type); 0] = [];
-    let stream = client
-        .query_typed_raw(sql, none)
-        .await
-        .map_err(|e| DbError::from_pg(&e))?;
-    read_rows(stream, limits).await
 }
 
 /// Reads rows as JSON values until the result ends, `max_rows` rows are read, or the next
