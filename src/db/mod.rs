@@ -559,9 +559,9 @@ async fn set_context(
     settings.into_iter().try_for_each(|r| r.map(drop))
 }
 
-/// The checks a described statement passes before any of its rows is used: the width the
-/// SQL check counted, the number of parameters given, and a JSON mapping for every column
-/// type (reported before any row is read, never guessed). Returns the column names.
+/// The checks a described statement passes before it is executed: the number of parameters
+/// given, the width the SQL check counted, and a JSON mapping for every column type (reported
+/// before any row is read, never guessed). Returns the column names.
 fn check_statement(
     stmt: &tokio_postgres::Statement,
     given: usize,
@@ -573,14 +573,7 @@ fn check_statement(
             stmt.params().len(),
         )));
     }
-    check_columns(stmt.columns(), limits)
-}
-
-/// The width and type checks of [`check_statement`], on a result's columns.
-fn check_columns(
-    columns: &[tokio_postgres::Column],
-    limits: CallLimits,
-) -> Result<Vec<String>, DbError> {
+    let columns = stmt.columns();
     if let Some(width) = limits.width
         && width != columns.len()
     {
@@ -601,25 +594,9 @@ fn check_columns(
     Ok(columns.iter().map(|c| c.name().to_string()).collect())
 }
 
-/// Rows read within the limits, before their column names are attached.
-struct Fetched {
-    rows: Vec<Vec<Value>>,
-    truncated: Option<Truncation>,
-    bytes: usize,
-}
-
-impl Fetched {
-    fn with_columns(self, columns: Vec<String>) -> QueryOutput {
-        QueryOutput {
-            columns,
-            rows: self.rows,
-            truncated: self.truncated,
-            bytes: self.bytes,
-        }
-    }
-}
-
-/// Binds `args` then `claims` by the statement's parameter types and executes it.
+/// Binds `args` then `claims` by the statement's parameter types, executes it, and reads rows
+/// as JSON values until the result ends, `max_rows` rows are read, or the next row would pass
+/// `max_bytes`.
 async fn fetch(
     client: &tokio_postgres::Client,
     stmt: &tokio_postgres::Statement,
@@ -642,34 +619,19 @@ async fn fetch(
         .query_raw(stmt, bound_refs.iter().copied())
         .await
         .map_err(|e| DbError::from_pg(&e))?;
-    let (_, fetched) = read_rows(stream, limits).await?;
-    Ok(fetched.with_columns(columns))
-}
-
-/// Reads rows as JSON values until the result ends, `max_rows` rows are read, or the next
-/// row would pass `max_bytes`. The first row's columns pass [`check_columns`] before any value
-/// is read; their names are returned (`None` without a row).
-async fn read_rows(
-    stream: tokio_postgres::RowStream,
-    limits: CallLimits,
-) -> Result<(Option<Vec<String>>, Fetched), DbError> {
     pin_mut!(stream);
-    let mut columns = None;
     let mut rows = Vec::new();
     let mut bytes = 0usize;
     let mut truncated = None;
     while let Some(row) = stream.next().await {
         let row = row.map_err(|e| DbError::from_pg(&e))?;
-        if columns.is_none() {
-            columns = Some(check_columns(row.columns(), limits)?);
-        }
         if rows.len() as u64 >= limits.max_rows {
             truncated = Some(Truncation::Rows);
             break;
         }
-        let mut values = Vec::with_capacity(row.len());
+        let mut values = Vec::with_capacity(columns.len());
         let mut row_bytes = 2;
-        for i in 0..row.len() {
+        for i in 0..columns.len() {
             let v = values::cell_to_json(&row, i)?;
             row_bytes += json_size(&v) + 1;
             values.push(v);
@@ -681,14 +643,12 @@ async fn read_rows(
         bytes += row_bytes;
         rows.push(values);
     }
-    Ok((
+    Ok(QueryOutput {
         columns,
-        Fetched {
-            rows,
-            truncated,
-            bytes,
-        },
-    ))
+        rows,
+        truncated,
+        bytes,
+    })
 }
 
 fn json_size(v: &Value) -> usize {
