@@ -337,3 +337,166 @@ async fn has_tool_names_exactly_the_listed_tools() {
         assert!(!engine.has_tool(name), "{name:?}");
     }
 }
+
+fn one_connection(f: &common::Fixture) -> Database {
+    let mut settings = f.settings(&TestConfig::default()).database;
+    settings.pool_size = 1;
+    Database::connect(&settings).unwrap()
+}
+
+const LIMITS: CallLimits = CallLimits {
+    max_rows: 100,
+    max_bytes: 1 << 20,
+    width: None,
+};
+
+async fn rows_of(db: &Database, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    db.run(sql, &[], LIMITS, pending()).await.unwrap().rows
+}
+
+/// A connection describes a statement once and keeps at most `STATEMENTS_PER_CONNECTION`
+/// of them, so model-written SQL cannot grow a backend's memory without bound.
+#[tokio::test]
+async fn a_connection_keeps_a_bounded_set_of_prepared_statements() {
+    let f = fixture();
+    let db = one_connection(&f);
+    let count = "SELECT pg_catalog.count(*)::int8 AS total, \
+                 pg_catalog.count(*) FILTER (WHERE pg_catalog.strpos(statement, 'cache_probe' || '_a') > 0)::int8 AS a \
+                 FROM pg_catalog.pg_prepared_statements LIMIT 1";
+    for _ in 0..3 {
+        assert_eq!(
+            rows_of(&db, "SELECT 'cache_probe_a' AS v LIMIT 1").await,
+            vec![vec![json!("cache_probe_a")]]
+        );
+    }
+    // The count's own statement is prepared too.
+    assert_eq!(rows_of(&db, count).await, vec![vec![json!(2), json!(1)]]);
+    for i in 0..40 {
+        let sql = format!("SELECT 'cache_probe_{i}' AS v LIMIT 1");
+        assert_eq!(
+            rows_of(&db, &sql).await,
+            vec![vec![json!(format!("cache_probe_{i}"))]]
+        );
+    }
+    let bound = pgward::db::STATEMENTS_PER_CONNECTION as i64;
+    assert_eq!(
+        rows_of(&db, count).await,
+        vec![vec![json!(bound), json!(0)]]
+    );
+}
+
+/// A statement kept from an earlier call is described again when a migration changed its
+/// result type: the call after the change answers with the new type, not an error.
+#[tokio::test]
+async fn a_kept_statement_follows_a_column_type_change() {
+    let f = fixture();
+    let su = f.superuser().await;
+    su.batch_execute(
+        "CREATE TABLE public.stmt_cache_probe (v int4); \
+         INSERT INTO public.stmt_cache_probe VALUES (7); \
+         GRANT SELECT ON public.stmt_cache_probe TO pgward_reader",
+    )
+    .await
+    .unwrap();
+    let db = one_connection(&f);
+    let sql = "SELECT v FROM public.stmt_cache_probe LIMIT 1";
+    for _ in 0..2 {
+        assert_eq!(rows_of(&db, sql).await, vec![vec![json!(7)]]);
+    }
+    su.batch_execute("ALTER TABLE public.stmt_cache_probe ALTER v TYPE text USING v::text")
+        .await
+        .unwrap();
+    assert_eq!(rows_of(&db, sql).await, vec![vec![json!("7")]]);
+    assert_eq!(rows_of(&db, sql).await, vec![vec![json!("7")]]);
+    su.batch_execute("DROP TABLE public.stmt_cache_probe")
+        .await
+        .unwrap();
+}
+
+/// A kept statement is sent in the same round trip as BEGIN; when the BEGIN batch fails (here
+/// SET LOCAL ROLE), PostgreSQL refuses the statement in the aborted transaction: the call
+/// reports the batch's error without running the statement, and the pool serves the next call.
+#[tokio::test]
+async fn a_failed_begin_batch_stops_a_kept_statement() {
+    let f = fixture();
+    let db = one_connection(&f);
+    // Under the tests' one-second statement timeout.
+    let sql = "SELECT 1 AS one FROM pg_catalog.pg_sleep(0.9) LIMIT 1";
+    assert_eq!(rows_of(&db, sql).await, vec![vec![json!(1)]]);
+    let started = std::time::Instant::now();
+    let r = db
+        .run_as(
+            Some("pgward_no_such_role"),
+            sql,
+            &[],
+            &[],
+            &[],
+            LIMITS,
+            pending(),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(DbError::Postgres { message, .. }) if message == "role \"pgward_no_such_role\" does not exist"),
+        "{r:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(600),
+        "the statement ran: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        rows_of(&db, "SELECT 2 AS two LIMIT 1").await,
+        vec![vec![json!(2)]]
+    );
+}
+
+/// Every connection starts read only, under the statement timeout: a backstop behind the
+/// BEGIN batch that sets both again for each call.
+#[tokio::test]
+async fn connections_start_read_only_under_the_statement_timeout() {
+    let f = fixture();
+    let settings = f.settings(&TestConfig::default()).database;
+    let db = Database::connect(&settings).unwrap();
+    let rows = rows_of(
+        &db,
+        "SELECT s.name::text, s.reset_val FROM pg_catalog.pg_settings s \
+         WHERE s.name IN ('default_transaction_read_only', 'statement_timeout', 'search_path') \
+         ORDER BY s.name LIMIT 3",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![json!("default_transaction_read_only"), json!("on")],
+            vec![
+                json!("search_path"),
+                json!(r#"pg_catalog,"public",pg_temp"#)
+            ],
+            vec![
+                json!("statement_timeout"),
+                json!(settings.statement_timeout_ms.to_string())
+            ],
+        ]
+    );
+}
+
+/// The statement runs inside the call's transaction whether it is described in the call or
+/// kept from an earlier one: it sees the call's transaction-local setting, which exists only
+/// in the transaction BEGIN opened (without it, each request would be its own transaction).
+#[tokio::test]
+async fn every_call_runs_inside_its_transaction() {
+    let f = fixture();
+    let db = one_connection(&f);
+    let sql = "SELECT pg_catalog.current_setting('pgward.probe', true) AS probe LIMIT 1";
+    for i in 0..3 {
+        let context = [("pgward.probe".to_string(), format!("call {i}"))];
+        let out = db
+            .run_in_context(sql, &[], &[], &context, LIMITS, pending())
+            .await
+            .unwrap();
+        assert_eq!(out.rows, vec![vec![json!(format!("call {i}"))]]);
+    }
+    // And its value is not left for the next call on the connection (PostgreSQL keeps the
+    // name of a custom setting once used, with an empty value).
+    assert_eq!(rows_of(&db, sql).await, vec![vec![json!("")]]);
+}

@@ -167,12 +167,7 @@ fn config(
     pg.connect_timeout(CONNECT_TIMEOUT);
     pg.application_name(APPLICATION_NAME);
     if let Some(ms) = statement_timeout_ms {
-        let ours = format!("-c statement_timeout={ms}");
-        let options = match pg.get_options() {
-            Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
-            _ => ours,
-        };
-        pg.options(options);
+        crate::db::add_options(&mut pg, &format!("-c statement_timeout={ms}"));
     }
     Ok(pg)
 }

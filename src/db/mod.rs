@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod params;
+mod pool;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use futures_util::{StreamExt, pin_mut};
 use serde_json::Value;
 use tokio_postgres::NoTls;
@@ -18,6 +19,9 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::config::types::DatabaseConfig;
 use crate::policy::QualifiedName;
+use pool::{Pool, Session, Statements};
+
+pub use pool::STATEMENTS_PER_CONNECTION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -63,6 +67,13 @@ impl DbError {
             },
             None => DbError::Unavailable(e.to_string()),
         }
+    }
+
+    /// PostgreSQL refused to execute a prepared statement whose result type changed since it
+    /// was described; nothing ran.
+    fn is_stale_plan(&self) -> bool {
+        matches!(self, DbError::Postgres { code, message }
+            if code == "0A000" && message == "cached plan must not change result type")
     }
 
     /// Whether the error was caused by the query (the model can fix it) rather than the
@@ -135,16 +146,17 @@ impl Database {
             .map_err(|e| DbError::Url(strip_secrets(&e.to_string())))?;
         pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
         pg.application_name("pgward");
-        let manager = Manager::from_config(
+        add_options(&mut pg, &session_options(cfg));
+        let manager = pool::Manager::new(deadpool_postgres::Manager::from_config(
             pg,
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
-        );
+        ));
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .runtime(deadpool::Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
             .create_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
             .build()
@@ -167,10 +179,17 @@ impl Database {
 
     /// Whether the database answers now, through the pool (for `/readyz`).
     pub async fn ping(&self) -> bool {
-        match self.pool.get().await {
+        let Ok(mut session) = self.checkout().await else {
+            return false;
+        };
+        let answered = match session.client() {
             Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
             Err(_) => false,
+        };
+        if answered {
+            session.mark_clean();
         }
+        answered
     }
 
     /// Takes a pooled connection (no round trip: the pool recycles without a check query).
@@ -248,44 +267,32 @@ impl Database {
         cancelled: impl Future<Output = ()>,
     ) -> Result<QueryOutput, DbError> {
         let mut session = self.checkout().await?;
-        let client = session.client()?;
         let begin = self.begin_as(role);
         let statement_sql = guarded(sql, limits.max_bytes);
+        let (client, statements) = session.parts()?;
         let cancel_token = client.cancel_token();
-        // The requests of a call are pipelined: tokio-postgres sends each when its future is
-        // first polled, `join!` polls them in order, and PostgreSQL answers in order. The
-        // statement is executed only after BEGIN, SET LOCAL ROLE, the settings and the
-        // describe all succeeded; the first error in order is the one reported.
-        // tests/db_integration.rs (`writes_fail_in_the_database_even_without_the_policy_check`,
-        // `statement_timeout_stops_a_slow_query`) fail if the order ever changes.
-        let work = async {
-            // Two round trips: the statement is described inside the transaction first (its
-            // column and parameter types resolved, which may take the driver's own catalog
-            // lookups), checked, and only then bound and executed. Executing in the first trip
-            // would run the statement before its checks, run it outside the transaction if
-            // BEGIN itself failed, and could stall the connection on a type lookup queued
-            // behind a large result.
-            let (opened, set, prepared) = futures_util::join!(
-                client.batch_execute(&begin),
-                set_context(client, context),
-                client.prepare(&statement_sql),
-            );
-            let stmt = match opened.and(set).and(prepared) {
-                Ok(stmt) => stmt,
-                Err(e) => {
-                    let rolled_back = client.batch_execute("ROLLBACK").await;
-                    return (Err(DbError::from_pg(&e)), rolled_back.is_ok());
-                }
-            };
-            // `fetch` sends its Bind/Execute in its first poll (it awaits nothing
-            // before), so they precede the ROLLBACK.
-            let (fetched, rolled_back) = futures_util::join!(
-                fetch(client, &stmt, args, claims, limits),
-                client.batch_execute("ROLLBACK")
-            );
-            (fetched, rolled_back.is_ok())
+        let call = Call {
+            client,
+            begin: &begin,
+            context,
+            args,
+            claims,
+            limits,
         };
-        let (outcome, rolled_back) = {
+        let work = async {
+            if let Some(stmt) = statements.get(&statement_sql) {
+                let (outcome, clean) = call.prepared(&stmt).await;
+                let stale = matches!(&outcome, Err(e) if e.is_stale_plan());
+                if !(clean && stale) {
+                    return (outcome, clean);
+                }
+                // The statement's result type changed since it was prepared (a migration):
+                // PostgreSQL refused it before executing anything. Describe it again.
+                statements.remove(&statement_sql);
+            }
+            call.describing(&statement_sql, statements).await
+        };
+        let (outcome, clean) = {
             pin_mut!(work);
             pin_mut!(cancelled);
             tokio::select! {
@@ -307,8 +314,8 @@ impl Database {
                 }
             }
         };
-        // Not clean (cancelled, or ROLLBACK failed): the connection is closed on drop.
-        if rolled_back {
+        // Not clean (cancelled, BEGIN or ROLLBACK failed): the connection is closed on drop.
+        if clean {
             session.mark_clean();
         }
         outcome
@@ -503,14 +510,6 @@ pub struct CatalogColumn {
 /// The statements that open every call's transaction (pgward's own constants, sent with the
 /// simple protocol; the model's SQL never is). Public so tests can reproduce the session.
 pub fn begin_sql(cfg: &DatabaseConfig) -> String {
-    // pg_catalog first, then the allowed schemas, then pg_temp last (unlisted, PostgreSQL
-    // would search pg_temp and pg_catalog before everything). Every table in checked SQL is
-    // schema-qualified and every built-in function is called as `pg_catalog.name`; with
-    // pg_catalog first, built-in operators and types cannot be shadowed either, while
-    // extension types installed in an allowed schema still resolve.
-    let mut path = vec!["pg_catalog".to_string()];
-    path.extend(cfg.schemas.iter().map(|s| quote_ident(s)));
-    path.push("pg_temp".into());
     // standard_conforming_strings is pinned on: the check reads string literals that way, and
     // a role or database default of off would give backslashes another meaning.
     format!(
@@ -523,8 +522,64 @@ pub fn begin_sql(cfg: &DatabaseConfig) -> String {
         cfg.statement_timeout_ms,
         cfg.lock_timeout_ms,
         cfg.idle_in_transaction_timeout_ms,
-        path.join(", ")
+        search_path(cfg)
     )
+}
+
+/// The settings every connection starts with (the `options` startup parameter), behind the
+/// BEGIN batch that sets them again for each call: anything that ever ran on a connection
+/// outside pgward's transaction would still be read only, under the statement timeout, with
+/// pgward's search path. Every call ends in ROLLBACK, which also undoes a session-level SET made
+/// during it, so these hold for the connection's whole life.
+pub fn session_options(cfg: &DatabaseConfig) -> String {
+    [
+        "default_transaction_read_only=on".to_string(),
+        format!("statement_timeout={}", cfg.statement_timeout_ms),
+        format!("lock_timeout={}", cfg.lock_timeout_ms),
+        format!(
+            "idle_in_transaction_session_timeout={}",
+            cfg.idle_in_transaction_timeout_ms
+        ),
+        "standard_conforming_strings=on".to_string(),
+        format!("search_path={}", search_path(cfg)),
+    ]
+    .iter()
+    .map(|setting| format!("-c {}", escape_option(setting)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// pg_catalog first, then the allowed schemas, then pg_temp last (unlisted, PostgreSQL would
+/// search pg_temp and pg_catalog before everything). Every table in checked SQL is
+/// schema-qualified and every built-in function is called as `pg_catalog.name`; with pg_catalog
+/// first, built-in operators and types cannot be shadowed either, while extension types
+/// installed in an allowed schema still resolve.
+fn search_path(cfg: &DatabaseConfig) -> String {
+    let mut path = vec!["pg_catalog".to_string()];
+    path.extend(cfg.schemas.iter().map(|s| quote_ident(s)));
+    path.push("pg_temp".into());
+    path.join(",")
+}
+
+/// Adds `ours` after any `options` the URL gives, so pgward's settings win.
+pub(crate) fn add_options(pg: &mut tokio_postgres::Config, ours: &str) {
+    let options = match pg.get_options() {
+        Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
+        _ => ours.to_string(),
+    };
+    pg.options(options);
+}
+
+/// PostgreSQL splits `options` on white space; a backslash keeps the next character.
+fn escape_option(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\\' || c.is_whitespace() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn quote_ident(s: &str) -> String {
@@ -557,6 +612,115 @@ async fn set_context(
     }))
     .await;
     settings.into_iter().try_for_each(|r| r.map(drop))
+}
+
+/// One call's requests on its connection.
+///
+/// The requests of a call are pipelined: tokio-postgres sends each when its future is first
+/// polled, `join!` polls them in order, and PostgreSQL answers in order. The first error in
+/// order is the one reported; tests/db_integration.rs
+/// (`writes_fail_in_the_database_even_without_the_policy_check`,
+/// `statement_timeout_stops_a_slow_query`) fail if the order ever changes.
+struct Call<'a> {
+    client: &'a tokio_postgres::Client,
+    begin: &'a str,
+    context: &'a [(String, String)],
+    args: &'a [(String, Value)],
+    claims: &'a [(String, String)],
+    limits: CallLimits,
+}
+
+impl Call<'_> {
+    /// A statement described earlier on this connection: checked against that description
+    /// before anything is sent, then one round trip (BEGIN batch, settings, Bind/Execute,
+    /// ROLLBACK). Returns the outcome and whether the connection may be reused.
+    ///
+    /// Types were resolved when the statement was described, so executing it makes no catalog
+    /// lookup of the driver's that could queue behind the ROLLBACK. If PostgreSQL's own view
+    /// of the statement changed since (a column's type altered), it refuses the Execute
+    /// (`cached plan must not change result type`) before running anything.
+    async fn prepared(
+        &self,
+        stmt: &tokio_postgres::Statement,
+    ) -> (Result<QueryOutput, DbError>, bool) {
+        let columns = match check_statement(stmt, self.args.len() + self.claims.len(), self.limits)
+        {
+            Ok(columns) => columns,
+            // Nothing was sent: the connection is as it was.
+            Err(e) => return (Err(e), true),
+        };
+        let (opened, set, fetched, rolled_back) = futures_util::join!(
+            self.client.batch_execute(self.begin),
+            set_context(self.client, self.context),
+            fetch(
+                self.client,
+                stmt,
+                columns,
+                self.args,
+                self.claims,
+                self.limits
+            ),
+            self.client.batch_execute("ROLLBACK"),
+        );
+        // INVARIANT: the statement runs inside the transaction whenever BEGIN succeeded: a
+        // failed SET LOCAL or setting aborts the transaction, and PostgreSQL then refuses the
+        // Execute. Had BEGIN itself failed, the Execute ran in its own transaction under the
+        // connection's defaults (read only, with the statement timeout; `session_options`):
+        // its rows are dropped here and the connection is closed, never reused.
+        let clean = opened.is_ok() && rolled_back.is_ok();
+        let outcome = match opened.and(set) {
+            Ok(()) => fetched,
+            Err(e) => Err(DbError::from_pg(&e)),
+        };
+        (outcome, clean)
+    }
+
+    /// A statement new to this connection: two round trips. The statement is described inside
+    /// the transaction first (its column and parameter types resolved, which may take the
+    /// driver's own catalog lookups) and checked; only then bound and executed. The
+    /// description is kept in `statements` for the next call.
+    async fn describing(
+        &self,
+        sql: &str,
+        statements: &mut Statements,
+    ) -> (Result<QueryOutput, DbError>, bool) {
+        let (opened, set, prepared) = futures_util::join!(
+            self.client.batch_execute(self.begin),
+            set_context(self.client, self.context),
+            self.client.prepare(sql),
+        );
+        let checked = opened
+            .and(set)
+            .and(prepared)
+            .map_err(|e| DbError::from_pg(&e))
+            .and_then(|stmt| {
+                statements.insert(sql, stmt.clone());
+                let columns =
+                    check_statement(&stmt, self.args.len() + self.claims.len(), self.limits)?;
+                Ok((stmt, columns))
+            });
+        let (stmt, columns) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                let rolled_back = self.client.batch_execute("ROLLBACK").await;
+                return (Err(e), rolled_back.is_ok());
+            }
+        };
+        // `fetch` sends its Bind/Execute in its first poll (it awaits nothing before), so they
+        // precede the ROLLBACK.
+        let (fetched, rolled_back) = futures_util::join!(
+            fetch(
+                self.client,
+                &stmt,
+                columns,
+                self.args,
+                self.claims,
+                self.limits
+            ),
+            self.client.batch_execute("ROLLBACK")
+        );
+        (fetched, rolled_back.is_ok())
+    }
 }
 
 /// The checks a described statement passes before it is executed: the number of parameters
@@ -594,17 +758,18 @@ fn check_statement(
     Ok(columns.iter().map(|c| c.name().to_string()).collect())
 }
 
-/// Binds `args` then `claims` by the statement's parameter types, executes it, and reads rows
+/// Binds `args` then `claims` by the statement's parameter types (`stmt` passed
+/// [`check_statement`], which gave `columns`), executes it, and reads rows
 /// as JSON values until the result ends, `max_rows` rows are read, or the next row would pass
 /// `max_bytes`.
 async fn fetch(
     client: &tokio_postgres::Client,
     stmt: &tokio_postgres::Statement,
+    columns: Vec<String>,
     args: &[(String, Value)],
     claims: &[(String, String)],
     limits: CallLimits,
 ) -> Result<QueryOutput, DbError> {
-    let columns = check_statement(stmt, args.len() + claims.len(), limits)?;
     let mut bound = Vec::with_capacity(args.len() + claims.len());
     for ((name, value), ty) in args.iter().zip(stmt.params()) {
         bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
@@ -655,41 +820,16 @@ fn json_size(v: &Value) -> usize {
     serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
 }
 
-/// A pooled connection inside pgward's transaction. If the call ends without a clean
-/// ROLLBACK (an error, a dropped future), the connection is detached from the pool and closed,
-/// so no later call can inherit an open transaction.
-struct Session {
-    object: Option<Object>,
-    clean: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::escape_option;
 
-impl Session {
-    fn new(object: Object) -> Self {
-        Self {
-            object: Some(object),
-            clean: false,
-        }
-    }
-
-    fn client(&self) -> Result<&tokio_postgres::Client, DbError> {
-        self.object
-            .as_deref()
-            .map(|w| &**w)
-            .ok_or_else(|| DbError::Unavailable("connection already released".into()))
-    }
-
-    /// Marks the session as ended by a successful ROLLBACK: its connection may be reused.
-    fn mark_clean(&mut self) {
-        self.clean = true;
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if !self.clean
-            && let Some(obj) = self.object.take()
-        {
-            drop(Object::take(obj));
-        }
+    #[test]
+    fn options_keep_spaces_and_backslashes_inside_a_setting() {
+        assert_eq!(
+            escape_option(r#"search_path=pg_catalog,"my schema\x",pg_temp"#),
+            r#"search_path=pg_catalog,"my\ schema\\x",pg_temp"#
+        );
+        assert_eq!(escape_option("a\tb"), "a\\\tb");
     }
 }

@@ -1,0 +1,134 @@
+//! The pool's connections. Each keeps the statements it has described, so a repeated call
+//! (a lookup tool, a query the model runs again) is bound and executed in the same round trip
+//! as its BEGIN and ROLLBACK, its checks done against the description it was prepared with.
+
+use std::collections::VecDeque;
+
+use deadpool::managed::{self, Metrics, Object, RecycleResult};
+use tokio_postgres::Statement;
+
+use super::DbError;
+
+/// How many prepared statements one connection keeps. The least recently used is closed (its
+/// `Statement` dropped, which sends PostgreSQL a Close) when a new one would pass this, so
+/// model-written SQL cannot grow a backend's memory without bound.
+pub const STATEMENTS_PER_CONNECTION: usize = 32;
+
+/// A pooled connection and the statements prepared on it.
+pub struct Connection {
+    client: deadpool_postgres::ClientWrapper,
+    statements: Statements,
+}
+
+/// deadpool-postgres's manager, with a statement cache of pgward's own on each connection:
+/// bounded, and read without preparing (deadpool-postgres's own cache prepares on a miss and
+/// grows without bound).
+pub struct Manager {
+    inner: deadpool_postgres::Manager,
+}
+
+impl Manager {
+    pub fn new(inner: deadpool_postgres::Manager) -> Self {
+        Self { inner }
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = Connection;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<Connection, tokio_postgres::Error> {
+        Ok(Connection {
+            client: managed::Manager::create(&self.inner).await?,
+            statements: Statements::default(),
+        })
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Connection,
+        metrics: &Metrics,
+    ) -> RecycleResult<tokio_postgres::Error> {
+        managed::Manager::recycle(&self.inner, &mut conn.client, metrics).await
+    }
+
+    fn detach(&self, conn: &mut Connection) {
+        managed::Manager::detach(&self.inner, &mut conn.client);
+    }
+}
+
+pub type Pool = managed::Pool<Manager>;
+
+/// Prepared statements by their SQL, most recently used first.
+#[derive(Default)]
+pub struct Statements {
+    entries: VecDeque<(String, Statement)>,
+}
+
+impl Statements {
+    /// The statement prepared for `sql`, now the most recently used.
+    pub fn get(&mut self, sql: &str) -> Option<Statement> {
+        let at = self.entries.iter().position(|(s, _)| s == sql)?;
+        let entry = self.entries.remove(at)?;
+        let stmt = entry.1.clone();
+        self.entries.push_front(entry);
+        Some(stmt)
+    }
+
+    /// Keeps `stmt` for `sql`, closing the least recently used statement past the bound.
+    pub fn insert(&mut self, sql: &str, stmt: Statement) {
+        self.remove(sql);
+        self.entries.push_front((sql.to_string(), stmt));
+        self.entries.truncate(STATEMENTS_PER_CONNECTION);
+    }
+
+    /// Forgets (and so closes) the statement for `sql`.
+    pub fn remove(&mut self, sql: &str) {
+        self.entries.retain(|(s, _)| s != sql);
+    }
+}
+
+/// A pooled connection inside pgward's transaction. If the call ends without a clean
+/// ROLLBACK (an error, a dropped future), the connection is detached from the pool and closed,
+/// so no later call can inherit an open transaction.
+pub struct Session {
+    object: Option<Object<Manager>>,
+    clean: bool,
+}
+
+impl Session {
+    pub fn new(object: Object<Manager>) -> Self {
+        Self {
+            object: Some(object),
+            clean: false,
+        }
+    }
+
+    /// The connection's client and the statements prepared on it.
+    pub fn parts(&mut self) -> Result<(&tokio_postgres::Client, &mut Statements), DbError> {
+        let conn = self
+            .object
+            .as_deref_mut()
+            .ok_or_else(|| DbError::Unavailable("connection already released".into()))?;
+        Ok((&*conn.client, &mut conn.statements))
+    }
+
+    pub fn client(&mut self) -> Result<&tokio_postgres::Client, DbError> {
+        self.parts().map(|(client, _)| client)
+    }
+
+    /// Marks the session as ended by a successful ROLLBACK: its connection may be reused.
+    pub fn mark_clean(&mut self) {
+        self.clean = true;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.clean
+            && let Some(obj) = self.object.take()
+        {
+            drop(Object::take(obj));
+        }
+    }
+}
