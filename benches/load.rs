@@ -4,14 +4,16 @@
 //!
 //! `cargo bench --bench load` builds `pgward` in the bench profile (release settings), starts
 //! a throwaway cluster (`TempCluster`) loaded with `demo/schema.sql` and
-//! `migrations/001_readonly_role.sql`, and measures four workloads (point lookup by primary
-//! key, GROUP BY aggregate, a 100-row join, a 1000-row result) in five modes:
+//! `migrations/001_readonly_role.sql`, and measures five workloads (a point lookup by primary
+//! key written by the model, the same lookup through a parameterized lookup tool, a GROUP BY
+//! aggregate, a 100-row join, a 1000-row result) in five modes:
 //!
-//! - `raw seq`, `raw x8`: tokio-postgres as `pgward_reader`, `client.query(sql, &[])` per call
+//! - `raw seq`, `raw x8`: tokio-postgres as `pgward_reader`, `client.query(sql, params)` per call
 //!   (the driver prepares the statement, binds and executes it: two round trips), with the
 //!   canonical SQL pgward itself runs; x8 is eight connections with one call in flight each.
-//! - `stdio seq`: MCP `tools/call query` over the child's stdio, JSON-RPC lines written and
-//!   read by hand (the 2025-11-25 handshake first), one call at a time.
+//! - `stdio seq`: MCP `tools/call` (`query`, or the lookup tool) over the child's stdio,
+//!   JSON-RPC lines written and read by hand (the 2025-11-25 handshake first), one call at a
+//!   time.
 //! - `http seq`, `http x8`: stateless 2026-07-28 MCP requests over Streamable HTTP with an
 //!   HS256 bearer token (verified on every request), one call at a time or eight in flight.
 //!
@@ -124,18 +126,41 @@ struct Workload {
     name: &'static str,
     iterations: usize,
     expected_rows: u64,
-    /// (SQL the model sends, canonical SQL pgward runs), used round-robin.
-    calls: Vec<(String, String)>,
+    /// Used round-robin.
+    calls: Vec<Call>,
 }
 
 impl Workload {
-    fn model(&self, i: usize) -> &str {
-        &self.calls[i % self.calls.len()].0
-    }
-    fn canonical(&self, i: usize) -> &str {
-        &self.calls[i % self.calls.len()].1
+    fn call(&self, i: usize) -> &Call {
+        &self.calls[i % self.calls.len()]
     }
 }
+
+/// One tool call, and the same query for the raw loop.
+struct Call {
+    /// The MCP tool and its arguments.
+    tool: &'static str,
+    arguments: Value,
+    /// What the model sends: the `query` tool's SQL, or the lookup tool's call.
+    shown: String,
+    /// The SQL pgward runs (its canonical form), and the parameter pgward binds to it.
+    canonical: String,
+    param: Option<i64>,
+}
+
+impl Call {
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        self.param
+            .as_ref()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The lookup tool of the `point_tool` workload (configured in [`config_toml`]).
+const LOOKUP_TOOL: &str = "get_order";
+const LOOKUP_SQL: &str = "SELECT id, status, total FROM orders WHERE id = $1";
 
 const GROUP_BY_SQL: &str = "SELECT status, count(*), sum(total) FROM orders GROUP BY status";
 /// Every customer has exactly ten orders in the demo data, so customers 1..10 give 100 rows.
@@ -146,8 +171,8 @@ const ROWS_SQL: &str = "SELECT id, customer_id, product_id, quantity, total, sta
      FROM orders ORDER BY id LIMIT 1000";
 
 fn workloads(policy: &pgward::policy::Policy, scale: f64) -> Res<Vec<Workload>> {
-    let canonical = |sql: &str| -> Res<(String, String)> {
-        let checked = check(policy, sql, ParamMode::None).map_err(|v| {
+    let canonical = |sql: &str, mode: ParamMode| -> Res<String> {
+        let checked = check(policy, sql, mode).map_err(|v| {
             err(format!(
                 "the policy refuses `{sql}`: {}",
                 v.iter()
@@ -156,16 +181,34 @@ fn workloads(policy: &pgward::policy::Policy, scale: f64) -> Res<Vec<Workload>> 
                     .join("; ")
             ))
         })?;
-        Ok((sql.to_string(), checked.sql))
+        Ok(checked.sql)
     };
+    let query = |sql: &str| -> Res<Call> {
+        Ok(Call {
+            tool: "query",
+            arguments: json!({"sql": sql}),
+            shown: sql.to_string(),
+            canonical: canonical(sql, ParamMode::None)?,
+            param: None,
+        })
+    };
+    let lookup = canonical(LOOKUP_SQL, ParamMode::Tool { count: 1 })?;
     let n = |base: f64| ((base * scale).round() as usize).max(LANES * 4);
     // 2000 orders; a stride coprime with 2000 visits every id in a scattered order.
+    let ids = (0..2000i64).map(|i| 1 + (i * 7919) % 2000);
     let mut point = Vec::with_capacity(2000);
-    for i in 0..2000u64 {
-        let id = 1 + (i * 7919) % 2000;
-        point.push(canonical(&format!(
+    let mut point_tool = Vec::with_capacity(2000);
+    for id in ids {
+        point.push(query(&format!(
             "SELECT id, status, total FROM orders WHERE id = {id}"
         ))?);
+        point_tool.push(Call {
+            tool: LOOKUP_TOOL,
+            arguments: json!({"id": id}),
+            shown: format!("{LOOKUP_TOOL} {{\"id\": {id}}} runs {LOOKUP_SQL}"),
+            canonical: lookup.clone(),
+            param: Some(id),
+        });
     }
     Ok(vec![
         Workload {
@@ -175,22 +218,28 @@ fn workloads(policy: &pgward::policy::Policy, scale: f64) -> Res<Vec<Workload>> 
             calls: point,
         },
         Workload {
+            name: "point_tool",
+            iterations: n(4000.0),
+            expected_rows: 1,
+            calls: point_tool,
+        },
+        Workload {
             name: "group_by",
             iterations: n(1500.0),
             expected_rows: 4,
-            calls: vec![canonical(GROUP_BY_SQL)?],
+            calls: vec![query(GROUP_BY_SQL)?],
         },
         Workload {
             name: "join_100",
             iterations: n(1000.0),
             expected_rows: 100,
-            calls: vec![canonical(JOIN_SQL)?],
+            calls: vec![query(JOIN_SQL)?],
         },
         Workload {
             name: "rows_1000",
             iterations: n(300.0),
             expected_rows: 1000,
-            calls: vec![canonical(ROWS_SQL)?],
+            calls: vec![query(ROWS_SQL)?],
         },
     ])
 }
@@ -265,6 +314,17 @@ description = "Orders, one product per order"
 [[tables]]
 name = "public.products"
 columns = ["id", "sku", "name", "category", "price", "in_stock"]
+
+[[tools]]
+name = "{LOOKUP_TOOL}"
+description = "One order by its id"
+sql = "{LOOKUP_SQL}"
+
+[[tools.params]]
+name = "id"
+type = "integer"
+description = "The order's id"
+minimum = 1
 "#,
         audit = audit_toml(audit_file),
     )
@@ -408,10 +468,10 @@ impl StdioClient {
         Ok(answer)
     }
 
-    async fn query(&mut self, sql: &str) -> Res<Value> {
+    async fn call(&mut self, call: &Call) -> Res<Value> {
         self.request(
             "tools/call",
-            json!({"name": "query", "arguments": {"sql": sql}}),
+            json!({"name": call.tool, "arguments": call.arguments}),
         )
         .await
     }
@@ -448,15 +508,15 @@ struct Http {
 }
 
 impl Http {
-    async fn query(&self, sql: &str) -> Res<Value> {
+    async fn call(&self, call: &Call) -> Res<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({
             "jsonrpc": "2.0",
             "id": id,
             "method": "tools/call",
             "params": {
-                "name": "query",
-                "arguments": {"sql": sql},
+                "name": call.tool,
+                "arguments": call.arguments,
                 "_meta": {
                     "io.modelcontextprotocol/protocolVersion": STATELESS,
                     "io.modelcontextprotocol/clientInfo": {"name": "pgward-load-bench", "version": "0"},
@@ -472,7 +532,7 @@ impl Http {
             .header("authorization", &self.authorization)
             .header("mcp-protocol-version", STATELESS)
             .header("mcp-method", "tools/call")
-            .header("mcp-name", "query")
+            .header("mcp-name", call.tool)
             .body(body.to_string())
             .send()
             .await?;
@@ -544,8 +604,8 @@ async fn connect(url: &str) -> Res<tokio_postgres::Client> {
     Ok(client)
 }
 
-async fn raw_call(client: &tokio_postgres::Client, sql: &str, expected_rows: u64) -> Res<()> {
-    let rows = client.query(sql, &[]).await?;
+async fn raw_call(client: &tokio_postgres::Client, call: &Call, expected_rows: u64) -> Res<()> {
+    let rows = client.query(&call.canonical, &call.params()).await?;
     if rows.len() as u64 != expected_rows {
         return Err(err(format!(
             "raw: {} rows, wanted {expected_rows}",
@@ -560,16 +620,17 @@ async fn raw_call(client: &tokio_postgres::Client, sql: &str, expected_rows: u64
 async fn raw_txn_call(
     client: &tokio_postgres::Client,
     begin: &str,
-    sql: &str,
+    call: &Call,
     expected_rows: u64,
 ) -> Res<()> {
     client.batch_execute(begin).await?;
     let guarded = format!(
-        "SELECT * FROM ({sql}) AS pgward_result WHERE CASE \
+        "SELECT * FROM ({}) AS pgward_result WHERE CASE \
          WHEN pg_catalog.pg_column_size(pgward_result.*) <= 4194304 THEN true \
-         ELSE (pg_catalog.pg_column_size(pgward_result.*)::text || ' bytes exceed the row size limit')::int4 = 0 END"
+         ELSE (pg_catalog.pg_column_size(pgward_result.*)::text || ' bytes exceed the row size limit')::int4 = 0 END",
+        call.canonical
     );
-    let rows = client.query(&guarded, &[]).await?;
+    let rows = client.query(&guarded, &call.params()).await?;
     client.batch_execute("ROLLBACK").await?;
     if rows.len() as u64 != expected_rows {
         return Err(err(format!(
@@ -878,25 +939,26 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
     // Correctness first: every path returns the expected rows, and pgward reports running the
     // canonical SQL the raw loop runs.
     for w in &workloads {
-        raw_call(&probe, w.canonical(0), w.expected_rows).await?;
-        raw_txn_call(&probe, &begin, w.canonical(0), w.expected_rows).await?;
+        let c = w.call(0);
+        raw_call(&probe, c, w.expected_rows).await?;
+        raw_txn_call(&probe, &begin, c, w.expected_rows).await?;
         let a = stdio
-            .query(w.model(0))
+            .call(c)
             .await
             .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
         check_answer(&a, w.expected_rows)?;
         let ran = a["result"]["_meta"]["pgward/sql"].as_str();
         cross_checked &= ran.is_some();
-        if ran.is_some_and(|s| s != w.canonical(0)) {
+        if ran.is_some_and(|s| s != c.canonical) {
             return Err(err(format!(
                 "{}: pgward ran `{}`, the bench computed `{}`",
                 w.name,
                 ran.unwrap_or_default(),
-                w.canonical(0)
+                c.canonical
             )));
         }
         let a = http
-            .query(w.model(0))
+            .call(c)
             .await
             .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?;
         check_answer(&a, w.expected_rows)?;
@@ -929,26 +991,26 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
         };
 
         let m = sequential(w.iterations, None, async |i| {
-            raw_call(&probe, w.canonical(i), exp).await
+            raw_call(&probe, w.call(i), exp).await
         })
         .await?;
         push("raw seq", m, None);
 
         let m = sequential(w.iterations, None, async |i| {
-            raw_txn_call(&probe, &begin, w.canonical(i), exp).await
+            raw_txn_call(&probe, &begin, w.call(i), exp).await
         })
         .await?;
         push("raw+txn seq (info)", m, None);
 
         let m = sequential(w.iterations, Some(stdio_pid), async |i| {
-            check_answer(&stdio.query(w.model(i)).await?, exp)
+            check_answer(&stdio.call(w.call(i)).await?, exp)
         })
         .await
         .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
         push("stdio seq", m, None);
 
         let m = sequential(w.iterations, Some(http_pid), async |i| {
-            check_answer(&http.query(w.model(i)).await?, exp)
+            check_answer(&http.call(w.call(i)).await?, exp)
         })
         .await
         .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?;
@@ -959,7 +1021,7 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
             let (clients, ws) = (Arc::clone(&clients), Arc::clone(&ws));
             async move {
                 let w = &ws[wi];
-                raw_call(&clients[lane], w.canonical(i), w.expected_rows).await
+                raw_call(&clients[lane], w.call(i), w.expected_rows).await
             }
         })
         .await?;
@@ -971,7 +1033,7 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
             let (h, ws) = (Arc::clone(&h), Arc::clone(&ws));
             async move {
                 let w = &ws[wi];
-                check_answer(&h.query(w.model(i)).await?, w.expected_rows)
+                check_answer(&h.call(w.call(i)).await?, w.expected_rows)
             }
         })
         .await
@@ -1074,7 +1136,7 @@ fn report(r: &Report<'_>) {
     );
     let _ = writeln!(
         out,
-        "  clients    raw = tokio-postgres `query(sql, &[])` per call as pgward_reader (prepare + execute, no transaction);"
+        "  clients    raw = tokio-postgres `query(sql, params)` per call as pgward_reader (prepare + execute, no transaction);"
     );
     let _ = writeln!(
         out,
@@ -1111,9 +1173,13 @@ fn report(r: &Report<'_>) {
             w.name,
             w.expected_rows,
             if w.calls.len() > 1 {
-                format!("{}  (id varies over {} keys)", w.model(0), w.calls.len())
+                format!(
+                    "{}  (id varies over {} keys)",
+                    w.call(0).shown,
+                    w.calls.len()
+                )
             } else {
-                w.model(0).to_string()
+                w.call(0).shown.clone()
             }
         );
     }
@@ -1195,15 +1261,17 @@ fn report(r: &Report<'_>) {
         "\n  targets (issue 6)                                    measured     target     mark   comparable server"
     );
     let _ = writeln!(out, "  {}", "-".repeat(104));
-    if let (Some(raw), Some(stdio)) = (
-        find("point_lookup", "raw seq"),
-        find("point_lookup", "stdio seq"),
-    ) {
+    // The point lookup two ways: model SQL through `query` (a new statement for each id), and
+    // the `get_order` lookup tool (one statement, the id bound as a parameter).
+    for name in ["point_lookup", "point_tool"] {
+        let (Some(raw), Some(stdio)) = (find(name, "raw seq"), find(name, "stdio seq")) else {
+            continue;
+        };
         let overhead = stdio.pct_us(0.5) - raw.pct_us(0.5);
         let _ = writeln!(
             out,
             "  {:<50} {:>8.0} µs  {:>9}  {:>5}",
-            "point lookup, stdio p50 overhead over raw p50",
+            format!("{name}: stdio p50 overhead over raw p50"),
             overhead,
             "< 150 µs",
             mark(overhead < TARGET_OVERHEAD_US)
@@ -1212,7 +1280,7 @@ fn report(r: &Report<'_>) {
         let _ = writeln!(
             out,
             "  {:<50} {:>8.3} ms  {:>9}  {:>5}   {RIVAL_P50_MS} ms ({})",
-            "point lookup, stdio p50 (absolute)",
+            format!("{name}: stdio p50 (absolute)"),
             p50_ms,
             "",
             "",
