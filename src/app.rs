@@ -399,12 +399,17 @@ pub async fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Re
         _ => None,
     };
     let head: Option<Head> = match head_file {
-        Some(h) => crate::audit::sink::parse_head(&read(&h)?).map_err(|_| {
-            AppError::Audit(AuditError::File {
-                path: h.display().to_string(),
-                reason: "not a recorded head".into(),
-            })
-        })?,
+        Some(h) => {
+            let bad = |reason: String| {
+                AppError::Audit(AuditError::File {
+                    path: h.display().to_string(),
+                    reason,
+                })
+            };
+            crate::audit::sink::read_head_file(&h)
+                .map_err(|e| bad(e.kind().to_string()))?
+                .map_err(|b| bad(b.reason().into()))?
+        }
         None => None,
     };
     let lines: Vec<Line<'_>> = contents

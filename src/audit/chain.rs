@@ -249,7 +249,7 @@ fn fractional(path: &str, value: &Value) -> Option<String> {
     }
 }
 
-fn digest(key: Option<&[u8]>, text: &str) -> Option<String> {
+pub(super) fn digest(key: Option<&[u8]>, text: &str) -> Option<String> {
     let bytes: Vec<u8> = match key {
         None => Sha256::digest(text.as_bytes()).to_vec(),
         Some(key) => {

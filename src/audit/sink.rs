@@ -286,9 +286,32 @@ fn open_head(path: &Path) -> Result<std::fs::File, AuditError> {
 /// so each write replaces the whole previous record (JSON readers skip the padding).
 const HEAD_RECORD_BYTES: usize = 160;
 
+/// A head record as written: the head and a check over it, so a record read while it is being
+/// overwritten, or cut by a crash during its write, is told apart from a recorded head.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadRecord {
+    seq: u64,
+    hash: String,
+    /// Absent in the records of older pgward versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check: Option<String>,
+}
+
+/// The first 16 hex digits of SHA-256 over `seq:hash`.
+fn head_check(seq: u64, hash: &str) -> String {
+    let mut check = chain::digest(None, &format!("{seq}:{hash}")).unwrap_or_default();
+    check.truncate(16);
+    check
+}
+
 /// The head as a fixed-size record.
 fn head_record(head: &Head) -> Result<Vec<u8>, serde_json::Error> {
-    let mut record = serde_json::to_vec(head)?;
+    let mut record = serde_json::to_vec(&HeadRecord {
+        seq: head.seq,
+        hash: head.hash.clone(),
+        check: Some(head_check(head.seq, &head.hash)),
+    })?;
     if record.len() < HEAD_RECORD_BYTES {
         record.resize(HEAD_RECORD_BYTES - 1, b' ');
     }
@@ -412,20 +435,70 @@ pub fn head_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.head", path.display()))
 }
 
+/// Why a head file's text is not a recorded head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadHead {
+    /// Not a head record at all.
+    NotAHead,
+    /// A head record whose check does not hold: read while being overwritten, cut short by a
+    /// crash during its write, or edited.
+    Torn,
+}
+
+impl BadHead {
+    pub fn reason(self) -> &'static str {
+        match self {
+            BadHead::NotAHead => "not a recorded head",
+            BadHead::Torn => {
+                "the recorded head does not match its check (cut short by a crash during its write, or edited)"
+            }
+        }
+    }
+}
+
 /// A head file's record; `None` when it is empty (created, but stopped before its first
 /// record was written).
-pub fn parse_head(text: &str) -> Result<Option<Head>, serde_json::Error> {
+pub fn parse_head(text: &str) -> Result<Option<Head>, BadHead> {
     if text.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(text).map(Some)
+    let record: HeadRecord = serde_json::from_str(text).map_err(|_| BadHead::NotAHead)?;
+    if record
+        .check
+        .is_some_and(|check| check != head_check(record.seq, &record.hash))
+    {
+        return Err(BadHead::Torn);
+    }
+    Ok(Some(Head {
+        seq: record.seq,
+        hash: record.hash,
+    }))
 }
 
-/// Reads the recorded head of `path`, if there is one.
-pub async fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
+/// How often a head file is read again when its record was caught mid-write.
+const HEAD_READ_ATTEMPTS: usize = 5;
+
+/// Reads and parses a head file. pgward overwrites the record in place while it runs, so a
+/// reader (`pgward audit verify` from a cron job) can catch a record half written: one whose
+/// check fails is read again, a few milliseconds later, before it is reported.
+pub fn read_head_file(target: &Path) -> std::io::Result<Result<Option<Head>, BadHead>> {
+    let mut attempt = 1;
+    loop {
+        let parsed = parse_head(&std::fs::read_to_string(target)?);
+        if parsed != Err(BadHead::Torn) || attempt == HEAD_READ_ATTEMPTS {
+            return Ok(parsed);
+        }
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Reads the recorded head of `path`, if there is one (at start-up, before any event is
+/// written).
+pub fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
     let target = head_path(path);
-    match tokio::fs::read_to_string(&target).await {
-        Ok(text) => parse_head(&text).map_err(|_| file_error(&target, "not a recorded head")),
+    match read_head_file(&target) {
+        Ok(parsed) => parsed.map_err(|bad| file_error(&target, bad.reason())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(file_error(&target, e)),
     }
@@ -495,7 +568,7 @@ async fn last_event(path: &Path) -> Result<Option<Map<String, Value>>, AuditErro
             }
         }
     }
-    if let Some(head) = read_head(path).await? {
+    if let Some(head) = read_head(path)? {
         let seq = last
             .as_ref()
             .and_then(|e| e.get("seq"))
@@ -569,6 +642,51 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// A record caught half overwritten (the start of the new one, the rest of the old one)
+    /// fails its check, start-up refuses it with that reason, and a record without a check, as
+    /// older pgward versions wrote, is still read.
+    #[tokio::test]
+    async fn a_head_record_caught_mid_write_fails_its_check() {
+        let head = |seq: u64| Head {
+            seq,
+            hash: format!("{seq:064x}"),
+        };
+        let (old, new) = (
+            head_record(&head(99)).unwrap(),
+            head_record(&head(100)).unwrap(),
+        );
+        assert_eq!(
+            parse_head(std::str::from_utf8(&new).unwrap()),
+            Ok(Some(head(100)))
+        );
+        let mut torn = new[..8].to_vec();
+        torn.extend_from_slice(&old[8..]);
+        let torn = String::from_utf8(torn).unwrap();
+        assert!(torn.starts_with("{\"seq\":19,"), "{torn}");
+        assert_eq!(parse_head(&torn), Err(BadHead::Torn));
+        assert_eq!(
+            parse_head(&format!("{{\"seq\":7,\"hash\":\"{}\"}}\n", "a".repeat(64))),
+            Ok(Some(Head {
+                seq: 7,
+                hash: "a".repeat(64)
+            }))
+        );
+        assert_eq!(parse_head("{\"seq\":7}"), Err(BadHead::NotAHead));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&config(&file)).await.unwrap();
+        log.record(event(1)).await.unwrap();
+        drop(log);
+        std::fs::write(head_path(&file), &torn).unwrap();
+        let err = AuditLog::open(&config(&file)).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the recorded head does not match its check"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
