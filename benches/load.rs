@@ -616,7 +616,7 @@ async fn raw_call(client: &tokio_postgres::Client, call: &Call, expected_rows: u
 }
 
 /// What pgward sends PostgreSQL for one call: its session batch, the checked SQL wrapped in the
-/// row-size guard (a copy of `guarded` in src/db/mod.rs), ROLLBACK.
+/// row-size guard (`pgward::db::guarded`, with the bench's 4 MiB result cap), ROLLBACK.
 async fn raw_txn_call(
     client: &tokio_postgres::Client,
     begin: &str,
@@ -624,12 +624,7 @@ async fn raw_txn_call(
     expected_rows: u64,
 ) -> Res<()> {
     client.batch_execute(begin).await?;
-    let guarded = format!(
-        "SELECT * FROM ({}) AS pgward_result WHERE CASE \
-         WHEN pg_catalog.pg_column_size(pgward_result.*) <= 4194304 THEN true \
-         ELSE (pg_catalog.pg_column_size(pgward_result.*)::text || ' bytes exceed the row size limit')::int4 = 0 END",
-        call.canonical
-    );
+    let guarded = pgward::db::guarded(&call.canonical, 4194304);
     let rows = client.query(&guarded, &call.params()).await?;
     client.batch_execute("ROLLBACK").await?;
     if rows.len() as u64 != expected_rows {
@@ -1045,6 +1040,10 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
     drop(sampler);
     let http_hwm = proc_status_kib(http_pid, "VmHWM:").unwrap_or(0);
     let http_rss_now = proc_status_kib(http_pid, "VmRSS:").unwrap_or(0);
+    // What the resident memory is: the binary's code and read-only data mapped from the file,
+    // or pgward's own heap and stacks.
+    let http_rss_file = proc_status_kib(http_pid, "RssFile:").unwrap_or(0);
+    let http_rss_anon = proc_status_kib(http_pid, "RssAnon:").unwrap_or(0);
     let stdio_hwm = proc_status_kib(stdio_pid, "VmHWM:").unwrap_or(0);
 
     drop(stdio);
@@ -1062,6 +1061,8 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
         http8_peak_kib,
         http_hwm,
         http_rss_now,
+        http_rss_file,
+        http_rss_anon,
         stdio_hwm,
         cold_ms,
         cold_min_ms,
@@ -1089,6 +1090,8 @@ struct Report<'a> {
     http8_peak_kib: u64,
     http_hwm: u64,
     http_rss_now: u64,
+    http_rss_file: u64,
+    http_rss_anon: u64,
     stdio_hwm: u64,
     cold_ms: f64,
     cold_min_ms: f64,
@@ -1340,10 +1343,12 @@ fn report(r: &Report<'_>) {
     );
     let _ = writeln!(
         out,
-        "  memory: http server VmRSS sampled every 10 ms under x8 load peaked at {:.1} MiB, VmHWM {:.1} MiB, VmRSS at the end {:.1} MiB; stdio server VmHWM {:.1} MiB",
+        "  memory: http server VmRSS sampled every 10 ms under x8 load peaked at {:.1} MiB, VmHWM {:.1} MiB, VmRSS at the end {:.1} MiB ({:.1} MiB mapped from files: the code of the binary and its libraries; {:.1} MiB heap and stacks); stdio server VmHWM {:.1} MiB",
         mib(r.http8_peak_kib),
         mib(r.http_hwm),
         mib(r.http_rss_now),
+        mib(r.http_rss_file),
+        mib(r.http_rss_anon),
         mib(r.stdio_hwm)
     );
     let _ = writeln!(

@@ -83,6 +83,9 @@ pattern = "^x$"
 name = "writer"
 description = "tries to write"
 sql = "DELETE FROM customers"
+
+[session]
+settings = { "pgward.in_call" = "tenant", "statement_timeout" = "tenant" }
 "#;
     let cfg = parse(text).unwrap();
     let problems = validate(&cfg, &BTreeMap::new()).unwrap_err();
@@ -97,6 +100,8 @@ sql = "DELETE FROM customers"
         "tools[0] (`query`).name: `query` is a built-in tool",
         "tools[0] (`query`).params[0] (`id`): `pattern` does not apply to a integer parameter",
         "tools[1] (`writer`).sql: data_modifying:",
+        "session.settings: `pgward.in_call` is pgward's own setting; choose another name",
+        "session.settings: `statement_timeout` must be a custom setting like `pgward.tenant`",
     ];
     for e in expected {
         assert!(

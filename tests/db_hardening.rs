@@ -500,3 +500,122 @@ async fn every_call_runs_inside_its_transaction() {
     // name of a custom setting once used, with an empty value).
     assert_eq!(rows_of(&db, sql).await, vec![vec![json!("")]]);
 }
+
+/// A kept statement is described again when its parameter types no longer fit: when the
+/// arguments no longer convert to the kept types (refused before anything is sent), and when
+/// PostgreSQL refuses the Bind because the kept types no longer fit the column (planned again
+/// against the current catalog). Either way the answer is the fresh description's.
+#[tokio::test]
+async fn a_kept_statement_follows_a_parameter_type_change() {
+    let f = fixture();
+    let su = f.superuser().await;
+    su.batch_execute(
+        "CREATE TABLE public.stmt_param_probe (v int4, w text); \
+         INSERT INTO public.stmt_param_probe VALUES (7, 'seven'); \
+         GRANT SELECT ON public.stmt_param_probe TO pgward_reader",
+    )
+    .await
+    .unwrap();
+    let db = one_connection(&f);
+    let sql = "SELECT w FROM public.stmt_param_probe WHERE v = $1 LIMIT 1";
+    let call = async |arg: serde_json::Value| {
+        db.run(sql, &[("v".to_string(), arg)], LIMITS, pending())
+            .await
+            .map(|out| out.rows)
+    };
+    for _ in 0..2 {
+        assert_eq!(call(json!(7)).await.unwrap(), vec![vec![json!("seven")]]);
+    }
+    // The kept parameter is int4; "7" does not convert to it, but does to the new text.
+    su.batch_execute("ALTER TABLE public.stmt_param_probe ALTER v TYPE text USING v::text")
+        .await
+        .unwrap();
+    assert_eq!(call(json!("7")).await.unwrap(), vec![vec![json!("seven")]]);
+    su.batch_execute("ALTER TABLE public.stmt_param_probe ALTER v TYPE int4 USING v::int4")
+        .await
+        .unwrap();
+    assert_eq!(call(json!(7)).await.unwrap(), vec![vec![json!("seven")]]);
+    // The kept int4 parameter binds 1, but PostgreSQL has no boolean = integer: it refuses the
+    // Bind, and the fresh description (a boolean parameter) is the one that answers.
+    su.batch_execute("ALTER TABLE public.stmt_param_probe ALTER v TYPE bool USING v <> 0")
+        .await
+        .unwrap();
+    let r = call(json!(1)).await;
+    assert!(
+        matches!(&r, Err(DbError::Param(m)) if m == "parameter `v` cannot be converted to `bool`"),
+        "{r:?}"
+    );
+    assert_eq!(call(json!(true)).await.unwrap(), vec![vec![json!("seven")]]);
+    su.batch_execute("DROP TABLE public.stmt_param_probe")
+        .await
+        .unwrap();
+}
+
+/// The SQL pgward sends returns rows only inside a call's transaction: were the BEGIN batch
+/// ever not to take effect, the model's SQL would not run on its own.
+#[tokio::test]
+async fn the_sent_sql_runs_only_inside_a_call() {
+    let f = fixture();
+    let settings = f.settings(&TestConfig::default()).database;
+    let (client, conn) = tokio_postgres::connect(&settings.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let sent = pgward::db::guarded("SELECT 1 AS one LIMIT 1", 1 << 20);
+    assert_eq!(client.query(&sent, &[]).await.unwrap().len(), 0);
+    client
+        .batch_execute(&pgward::db::begin_sql(&settings))
+        .await
+        .unwrap();
+    assert_eq!(client.query(&sent, &[]).await.unwrap().len(), 1);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(client.query(&sent, &[]).await.unwrap().len(), 0);
+}
+
+/// URL settings pgward cannot honour stop start-up with the reason; the URL's own options are
+/// kept, before pgward's.
+#[tokio::test]
+async fn urls_pgward_cannot_honour_are_refused() {
+    let f = fixture();
+    let settings = f.settings(&TestConfig::default()).database;
+    let with = |query: &str| {
+        let mut s = settings.clone();
+        s.url = format!(
+            "{}{}{query}",
+            s.url,
+            if s.url.contains('?') { '&' } else { '?' }
+        );
+        s
+    };
+    for (query, reason) in [
+        (
+            "target_session_attrs=read-write",
+            "target_session_attrs cannot tell servers apart",
+        ),
+        (
+            "target_session_attrs=read-only",
+            "target_session_attrs cannot tell servers apart",
+        ),
+        (
+            "options=-c%20application_name%3Dx%5C",
+            "its options end in a lone backslash",
+        ),
+    ] {
+        let r = Database::connect(&with(query));
+        assert!(
+            matches!(&r, Err(DbError::Url(m)) if m.starts_with(reason)),
+            "{query}: {:?}",
+            r.err()
+        );
+    }
+    let db = Database::connect(&with("options=-c%20work_mem%3D7MB")).unwrap();
+    assert_eq!(
+        rows_of(
+            &db,
+            "SELECT pg_catalog.current_setting('work_mem') AS w, \
+             pg_catalog.current_setting('default_transaction_read_only') AS ro LIMIT 1"
+        )
+        .await,
+        vec![vec![json!("7MB"), json!("on")]]
+    );
+}

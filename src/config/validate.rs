@@ -429,6 +429,11 @@ pub fn validate(
                 "session.settings: `{setting}` must be a custom setting like `pgward.tenant`"
             ));
         }
+        if setting == crate::db::IN_CALL_SETTING {
+            problems.push(format!(
+                "session.settings: `{setting}` is pgward's own setting; choose another name"
+            ));
+        }
         if !valid_claim_name(claim) {
             problems.push(format!(
                 "session.settings.\"{setting}\": `{claim}` is not a claim name"

@@ -15,6 +15,7 @@ use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use futures_util::{StreamExt, pin_mut};
 use serde_json::Value;
 use tokio_postgres::NoTls;
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::config::types::DatabaseConfig;
@@ -69,13 +70,6 @@ impl DbError {
         }
     }
 
-    /// PostgreSQL refused to execute a prepared statement whose result type changed since it
-    /// was described; nothing ran.
-    fn is_stale_plan(&self) -> bool {
-        matches!(self, DbError::Postgres { code, message }
-            if code == "0A000" && message == "cached plan must not change result type")
-    }
-
     /// Whether the error was caused by the query (the model can fix it) rather than the
     /// server.
     pub fn is_query_error(&self) -> bool {
@@ -102,13 +96,23 @@ pub struct CallLimits {
 /// The marker of the error the row-size guard raises.
 const ROW_GUARD_MARKER: &str = "bytes exceed the row size limit";
 
+/// The setting pgward's BEGIN batch sets for the call's transaction only; a session setting
+/// may not be named so.
+pub const IN_CALL_SETTING: &str = "pgward.in_call";
+
 /// Wraps checked SQL so PostgreSQL refuses to send any row larger than `max_bytes`: without
 /// it, one computed value (a huge `format()` padding, a `string_agg` over a cross join) would be
 /// received and buffered whole before any byte limit could apply. The check's SQL always ends
 /// in a LIMIT, so the subquery is not flattened and keeps its order.
-fn guarded(sql: &str, max_bytes: usize) -> String {
+///
+/// It also runs the SQL only inside a call's transaction: the test of [`IN_CALL_SETTING`]
+/// references no column, so PostgreSQL evaluates it once before the subquery starts, and
+/// outside the transaction the BEGIN batch opens the setting is not `on`. Public so tests and
+/// the bench can reproduce what pgward sends.
+pub fn guarded(sql: &str, max_bytes: usize) -> String {
     format!(
-        "SELECT * FROM ({sql}) AS pgward_result WHERE CASE \
+        "SELECT * FROM ({sql}) AS pgward_result \
+         WHERE pg_catalog.current_setting('{IN_CALL_SETTING}', true) = 'on' AND CASE \
          WHEN pg_catalog.pg_column_size(pgward_result.*) <= {max_bytes} THEN true \
          ELSE (pg_catalog.pg_column_size(pgward_result.*)::text || ' {ROW_GUARD_MARKER}')::int4 = 0 END"
     )
@@ -146,14 +150,30 @@ impl Database {
             .map_err(|e| DbError::Url(strip_secrets(&e.to_string())))?;
         pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
         pg.application_name("pgward");
+        if pg.get_target_session_attrs() != TargetSessionAttrs::Any {
+            return Err(DbError::Url(
+                "target_session_attrs cannot tell servers apart: every pgward connection is read only, so `read-write` refuses every server and `read-only` accepts a primary; list the server to use".into(),
+            ));
+        }
+        if pg
+            .get_options()
+            .is_some_and(|o| o.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1)
+        {
+            return Err(DbError::Url(
+                "its options end in a lone backslash, which would join them to pgward's own".into(),
+            ));
+        }
         add_options(&mut pg, &session_options(cfg));
-        let manager = pool::Manager::new(deadpool_postgres::Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        ));
+        let manager = pool::Manager::new(
+            deadpool_postgres::Manager::from_config(
+                pg,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            ),
+            search_path(cfg),
+        );
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size)
             .runtime(deadpool::Runtime::Tokio1)
@@ -281,14 +301,12 @@ impl Database {
         };
         let work = async {
             if let Some(stmt) = statements.get(&statement_sql) {
-                let (outcome, clean) = call.prepared(&stmt).await;
-                let stale = matches!(&outcome, Err(e) if e.is_stale_plan());
-                if !(clean && stale) {
-                    return (outcome, clean);
+                match call.prepared(&stmt).await {
+                    Kept::Done(outcome, clean) => return (outcome, clean),
+                    // Nothing ran, and the kept description no longer serves (a migration
+                    // changed a type the statement uses): describe it again.
+                    Kept::Stale => statements.remove(&statement_sql),
                 }
-                // The statement's result type changed since it was prepared (a migration):
-                // PostgreSQL refused it before executing anything. Describe it again.
-                statements.remove(&statement_sql);
             }
             call.describing(&statement_sql, statements).await
         };
@@ -314,7 +332,9 @@ impl Database {
                 }
             }
         };
-        // Not clean (cancelled, BEGIN or ROLLBACK failed): the connection is closed on drop.
+        // Not clean (cancelled, ROLLBACK failed, a kept statement sent after a failed BEGIN
+        // batch, or a describe that may have left a statement behind): the connection is
+        // closed on drop.
         if clean {
             session.mark_clean();
         }
@@ -518,7 +538,8 @@ pub fn begin_sql(cfg: &DatabaseConfig) -> String {
          SET LOCAL lock_timeout = {}; \
          SET LOCAL idle_in_transaction_session_timeout = {}; \
          SET LOCAL standard_conforming_strings = on; \
-         SET LOCAL search_path = {}",
+         SET LOCAL search_path = {}; \
+         SET LOCAL {IN_CALL_SETTING} = on",
         cfg.statement_timeout_ms,
         cfg.lock_timeout_ms,
         cfg.idle_in_transaction_timeout_ms,
@@ -630,55 +651,95 @@ struct Call<'a> {
     limits: CallLimits,
 }
 
+/// How a call on a kept statement ended.
+enum Kept {
+    /// The outcome, and whether the connection may be reused.
+    Done(Result<QueryOutput, DbError>, bool),
+    /// Refused before anything ran, because of its kept description: by `check_statement`,
+    /// or by PostgreSQL at Bind, where it plans the statement again against the current
+    /// catalog with the parameter types fixed when it was described (`cached plan must not
+    /// change result type`, an operator that no longer matches a changed column type). The
+    /// transaction was rolled back and the connection is clean.
+    Stale,
+}
+
+/// Where `fetch` failed.
+enum FetchError {
+    /// PostgreSQL refused the Bind: nothing of the statement ran.
+    Bind(tokio_postgres::Error),
+    /// Anything else (binding the arguments, reading the rows).
+    Other(DbError),
+}
+
+impl From<DbError> for FetchError {
+    fn from(e: DbError) -> Self {
+        FetchError::Other(e)
+    }
+}
+
+impl FetchError {
+    fn into_db(self) -> DbError {
+        match self {
+            FetchError::Bind(e) => DbError::from_pg(&e),
+            FetchError::Other(e) => e,
+        }
+    }
+}
+
 impl Call<'_> {
+    /// The checks of [`check_statement`], then the arguments and the row filters' claims
+    /// (after them) converted for the statement's parameter types: the column names and the
+    /// values to bind.
+    fn ready(&self, stmt: &tokio_postgres::Statement) -> Result<(Vec<String>, Bound), DbError> {
+        let columns = check_statement(stmt, self.args.len() + self.claims.len(), self.limits)?;
+        let mut bound: Bound = Vec::with_capacity(self.args.len() + self.claims.len());
+        for ((name, value), ty) in self.args.iter().zip(stmt.params()) {
+            bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
+        }
+        let claim_types = stmt.params().iter().skip(self.args.len());
+        for ((claim, value), ty) in self.claims.iter().zip(claim_types) {
+            bound.push(params::bind_claim(claim, value, ty).map_err(DbError::Param)?);
+        }
+        Ok((columns, bound))
+    }
+
     /// A statement described earlier on this connection: checked against that description
     /// before anything is sent, then one round trip (BEGIN batch, settings, Bind/Execute,
-    /// ROLLBACK). Returns the outcome and whether the connection may be reused.
+    /// ROLLBACK).
     ///
     /// Types were resolved when the statement was described, so executing it makes no catalog
-    /// lookup of the driver's that could queue behind the ROLLBACK. If PostgreSQL's own view
-    /// of the statement changed since (a column's type altered), it refuses the Execute
-    /// (`cached plan must not change result type`) before running anything.
-    async fn prepared(
-        &self,
-        stmt: &tokio_postgres::Statement,
-    ) -> (Result<QueryOutput, DbError>, bool) {
-        let columns = match check_statement(stmt, self.args.len() + self.claims.len(), self.limits)
-        {
-            Ok(columns) => columns,
-            // Nothing was sent: the connection is as it was.
-            Err(e) => return (Err(e), true),
+    /// lookup of the driver's that could queue behind the ROLLBACK.
+    async fn prepared(&self, stmt: &tokio_postgres::Statement) -> Kept {
+        // Nothing was sent: the connection is as it was, and a fresh description (other
+        // column or parameter types) may pass.
+        let Ok((columns, bound)) = self.ready(stmt) else {
+            return Kept::Stale;
         };
         let (opened, set, fetched, rolled_back) = futures_util::join!(
             self.client.batch_execute(self.begin),
             set_context(self.client, self.context),
-            fetch(
-                self.client,
-                stmt,
-                columns,
-                self.args,
-                self.claims,
-                self.limits
-            ),
+            fetch(self.client, stmt, columns, bound, self.limits),
             self.client.batch_execute("ROLLBACK"),
         );
-        // INVARIANT: the statement runs inside the transaction whenever BEGIN succeeded: a
-        // failed SET LOCAL or setting aborts the transaction, and PostgreSQL then refuses the
-        // Execute. Had BEGIN itself failed, the Execute ran in its own transaction under the
-        // connection's defaults (read only, with the statement timeout; `session_options`):
-        // its rows are dropped here and the connection is closed, never reused.
+        // INVARIANT: the model's SQL runs only inside the call's transaction. A failed SET
+        // LOCAL or setting aborts the transaction, and PostgreSQL then refuses the Bind. Had
+        // the BEGIN batch not taken effect at all, the statement would run on its own, read
+        // only under the connection's start-up settings (`session_options`), and return no
+        // row: `guarded` tests the `pgward.in_call` setting only the batch sets. Its outcome
+        // is dropped here and the connection closed, never reused.
         let clean = opened.is_ok() && rolled_back.is_ok();
-        let outcome = match opened.and(set) {
-            Ok(()) => fetched,
-            Err(e) => Err(DbError::from_pg(&e)),
-        };
-        (outcome, clean)
+        match (opened.and(set), fetched) {
+            (Err(e), _) => Kept::Done(Err(DbError::from_pg(&e)), clean),
+            (Ok(()), Err(FetchError::Bind(e))) if clean && replannable(&e) => Kept::Stale,
+            (Ok(()), fetched) => Kept::Done(fetched.map_err(FetchError::into_db), clean),
+        }
     }
 
     /// A statement new to this connection: two round trips. The statement is described inside
     /// the transaction first (its column and parameter types resolved, which may take the
-    /// driver's own catalog lookups) and checked; only then bound and executed. The
-    /// description is kept in `statements` for the next call.
+    /// driver's own catalog lookups) and checked; only then bound and executed. A description
+    /// that passed the checks is kept in `statements` for the next call. Returns the outcome
+    /// and whether the connection may be reused.
     async fn describing(
         &self,
         sql: &str,
@@ -689,38 +750,55 @@ impl Call<'_> {
             set_context(self.client, self.context),
             self.client.prepare(sql),
         );
+        // The driver closes a statement it dropped, but one whose type lookups failed after
+        // PostgreSQL parsed it (a timeout, a lost connection) is never handed back to close.
+        let leaves_statement = matches!(
+            (&opened, &set, &prepared),
+            (Ok(()), Ok(()), Err(e)) if !is_query_error(e)
+        );
         let checked = opened
             .and(set)
             .and(prepared)
             .map_err(|e| DbError::from_pg(&e))
             .and_then(|stmt| {
-                statements.insert(sql, stmt.clone());
-                let columns =
-                    check_statement(&stmt, self.args.len() + self.claims.len(), self.limits)?;
-                Ok((stmt, columns))
+                let ready = self.ready(&stmt);
+                // Kept only when its description passed the checks: a refused one is described
+                // again next time, so a migration that makes it pass takes effect.
+                if ready.is_ok() {
+                    statements.insert(sql, stmt.clone());
+                }
+                let (columns, bound) = ready?;
+                Ok((stmt, columns, bound))
             });
-        let (stmt, columns) = match checked {
+        let (stmt, columns, bound) = match checked {
             Ok(checked) => checked,
             Err(e) => {
                 let rolled_back = self.client.batch_execute("ROLLBACK").await;
-                return (Err(e), rolled_back.is_ok());
+                return (Err(e), rolled_back.is_ok() && !leaves_statement);
             }
         };
         // `fetch` sends its Bind/Execute in its first poll (it awaits nothing before), so they
         // precede the ROLLBACK.
         let (fetched, rolled_back) = futures_util::join!(
-            fetch(
-                self.client,
-                &stmt,
-                columns,
-                self.args,
-                self.claims,
-                self.limits
-            ),
+            fetch(self.client, &stmt, columns, bound, self.limits),
             self.client.batch_execute("ROLLBACK")
         );
-        (fetched, rolled_back.is_ok())
+        (fetched.map_err(FetchError::into_db), rolled_back.is_ok())
     }
+}
+
+/// An error PostgreSQL raised about the statement itself (not a cancel, a timeout or a lost
+/// connection).
+fn is_query_error(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| !matches!(&db.code().code()[..2], "57" | "55" | "53" | "58" | "XX"))
+}
+
+/// A Bind refusal that describing the statement again could resolve: any error about the
+/// statement, since the kept description is all that differs from a fresh one (a timeout or
+/// a cancel would only repeat).
+fn replannable(e: &tokio_postgres::Error) -> bool {
+    is_query_error(e)
 }
 
 /// The checks a described statement passes before it is executed: the number of parameters
@@ -758,32 +836,25 @@ fn check_statement(
     Ok(columns.iter().map(|c| c.name().to_string()).collect())
 }
 
-/// Binds `args` then `claims` by the statement's parameter types (`stmt` passed
-/// [`check_statement`], which gave `columns`), executes it, and reads rows
-/// as JSON values until the result ends, `max_rows` rows are read, or the next row would pass
-/// `max_bytes`.
+/// A statement's values, converted for its parameter types.
+type Bound = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Executes `stmt` (which passed [`check_statement`], giving `columns`) with `bound`, and reads
+/// rows as JSON values until the result ends, `max_rows` rows are read, or the next row would
+/// pass `max_bytes`.
 async fn fetch(
     client: &tokio_postgres::Client,
     stmt: &tokio_postgres::Statement,
     columns: Vec<String>,
-    args: &[(String, Value)],
-    claims: &[(String, String)],
+    bound: Bound,
     limits: CallLimits,
-) -> Result<QueryOutput, DbError> {
-    let mut bound = Vec::with_capacity(args.len() + claims.len());
-    for ((name, value), ty) in args.iter().zip(stmt.params()) {
-        bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
-    }
-    // The row filters' claims follow the arguments.
-    for ((claim, value), ty) in claims.iter().zip(stmt.params().iter().skip(args.len())) {
-        bound.push(params::bind_claim(claim, value, ty).map_err(DbError::Param)?);
-    }
+) -> Result<QueryOutput, FetchError> {
     let bound_refs: Vec<&(dyn ToSql + Sync)> =
         bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
     let stream = client
         .query_raw(stmt, bound_refs.iter().copied())
         .await
-        .map_err(|e| DbError::from_pg(&e))?;
+        .map_err(FetchError::Bind)?;
     pin_mut!(stream);
     let mut rows = Vec::new();
     let mut bytes = 0usize;
@@ -797,7 +868,7 @@ async fn fetch(
         let mut values = Vec::with_capacity(columns.len());
         let mut row_bytes = 2;
         for i in 0..columns.len() {
-            let v = values::cell_to_json(&row, i)?;
+            let v = values::cell_to_json(&row, i).map_err(DbError::from)?;
             row_bytes += json_size(&v) + 1;
             values.push(v);
         }

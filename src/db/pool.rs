@@ -25,21 +25,61 @@ pub struct Connection {
 /// grows without bound).
 pub struct Manager {
     inner: deadpool_postgres::Manager,
+    /// The `search_path` every connection must start with (see `session_options`).
+    search_path: String,
 }
 
 impl Manager {
-    pub fn new(inner: deadpool_postgres::Manager) -> Self {
-        Self { inner }
+    pub fn new(inner: deadpool_postgres::Manager, search_path: String) -> Self {
+        Self { inner, search_path }
     }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(
+        "the connection did not start with pgward's settings ({0}): a connection pooler in front of PostgreSQL must pass on the `options` startup parameter, and transaction or statement pooling is not supported"
+    )]
+    Settings(String),
+}
+
+/// What a new connection reports for the settings pgward asked for at its start, checked
+/// against them: a proxy that dropped the `options` parameter would otherwise leave a
+/// connection writable by default, with another search path.
+pub fn settings_hold(
+    read_only: &str,
+    search_path: &str,
+    expected_path: &str,
+) -> Result<(), String> {
+    if read_only != "on" {
+        return Err(format!("default_transaction_read_only is `{read_only}`"));
+    }
+    if search_path != expected_path {
+        return Err(format!("search_path is `{search_path}`"));
+    }
+    Ok(())
 }
 
 impl managed::Manager for Manager {
     type Type = Connection;
-    type Error = tokio_postgres::Error;
+    type Error = ConnectError;
 
-    async fn create(&self) -> Result<Connection, tokio_postgres::Error> {
+    async fn create(&self) -> Result<Connection, ConnectError> {
+        let client = managed::Manager::create(&self.inner).await?;
+        let row = client
+            .query_one(
+                "SELECT pg_catalog.current_setting('default_transaction_read_only'), \
+                 pg_catalog.current_setting('search_path')",
+                &[],
+            )
+            .await?;
+        settings_hold(row.try_get(0)?, row.try_get(1)?, &self.search_path)
+            .map_err(ConnectError::Settings)?;
         Ok(Connection {
-            client: managed::Manager::create(&self.inner).await?,
+            client,
             statements: Statements::default(),
         })
     }
@@ -48,8 +88,13 @@ impl managed::Manager for Manager {
         &self,
         conn: &mut Connection,
         metrics: &Metrics,
-    ) -> RecycleResult<tokio_postgres::Error> {
-        managed::Manager::recycle(&self.inner, &mut conn.client, metrics).await
+    ) -> RecycleResult<ConnectError> {
+        managed::Manager::recycle(&self.inner, &mut conn.client, metrics)
+            .await
+            .map_err(|e| match e {
+                managed::RecycleError::Message(m) => managed::RecycleError::Message(m),
+                managed::RecycleError::Backend(e) => managed::RecycleError::Backend(e.into()),
+            })
     }
 
     fn detach(&self, conn: &mut Connection) {
@@ -75,7 +120,8 @@ impl Statements {
         Some(stmt)
     }
 
-    /// Keeps `stmt` for `sql`, closing the least recently used statement past the bound.
+    /// Keeps `stmt` for `sql` (a statement that passed `check_statement`), closing the least
+    /// recently used statement past the bound.
     pub fn insert(&mut self, sql: &str, stmt: Statement) {
         self.remove(sql);
         self.entries.push_front((sql.to_string(), stmt));
@@ -130,5 +176,24 @@ impl Drop for Session {
         {
             drop(Object::take(obj));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_hold;
+
+    #[test]
+    fn a_connection_without_pgwards_start_up_settings_is_refused() {
+        let path = r#"pg_catalog,"public",pg_temp"#;
+        assert_eq!(settings_hold("on", path, path), Ok(()));
+        assert_eq!(
+            settings_hold("off", path, path),
+            Err("default_transaction_read_only is `off`".to_string())
+        );
+        assert_eq!(
+            settings_hold("on", "\"$user\", public", path),
+            Err("search_path is `\"$user\", public`".to_string())
+        );
     }
 }
