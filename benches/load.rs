@@ -647,6 +647,48 @@ struct Measured {
     server_cpu_us: Option<f64>,
     /// CPU time per call of this bench process (the client side).
     client_cpu_us: Option<f64>,
+    /// CPU time per call of PostgreSQL (the postmaster and all its processes).
+    postgres_cpu_us: Option<f64>,
+}
+
+/// The postmaster of the bench's cluster, found once the cluster runs.
+static POSTMASTER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces): the
+/// state is `[0]`, the parent `[1]`, utime and stime `[11]` and `[12]`, the reaped children's
+/// cutime and cstime `[13]` and `[14]`.
+fn stat_fields(pid: &str) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(
+        rest.split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// CPU time of PostgreSQL in microseconds: the postmaster with the children it has reaped,
+/// and every child still running (its backends, walwriter, checkpointer, ...).
+fn postgres_cpu_us() -> Option<u64> {
+    let postmaster = *POSTMASTER.get()?;
+    let own = stat_fields(&postmaster.to_string())?;
+    let mut ticks = own.get(10..14)?.iter().sum::<u64>();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if let Some(f) = stat_fields(pid)
+            && f.first() == Some(&u64::from(postmaster))
+        {
+            ticks += f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0);
+        }
+    }
+    Some(ticks * 10_000)
 }
 
 /// CPU time (user + system, all threads) of a process, or of this one, in microseconds.
@@ -671,6 +713,7 @@ struct CpuMark {
     server: Option<u32>,
     server_start: Option<u64>,
     client_start: Option<u64>,
+    postgres_start: Option<u64>,
 }
 
 impl CpuMark {
@@ -679,6 +722,7 @@ impl CpuMark {
             server,
             server_start: server.and_then(|p| cpu_us(Some(p))),
             client_start: cpu_us(None),
+            postgres_start: postgres_cpu_us(),
         }
     }
 
@@ -690,12 +734,14 @@ impl CpuMark {
         };
         let server_cpu_us = per_call(self.server_start, self.server.and_then(|p| cpu_us(Some(p))));
         let client_cpu_us = per_call(self.client_start, cpu_us(None));
+        let postgres_cpu_us = per_call(self.postgres_start, postgres_cpu_us());
         latencies.sort_unstable();
         Measured {
             latencies,
             wall,
             server_cpu_us,
             client_cpu_us,
+            postgres_cpu_us,
         }
     }
 }
@@ -848,6 +894,18 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
     )
     .await?;
     let reader_url = cluster.url("pgward_reader", Some(READER_PASSWORD), "postgres");
+    // The postmaster is the parent of any backend.
+    let su_client = connect(&su).await?;
+    let backend: i32 = su_client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    let parent = stat_fields(&backend.to_string())
+        .and_then(|f| f.first().copied())
+        .and_then(|p| u32::try_from(p).ok())
+        .ok_or_else(|| err("cannot read the postmaster's pid"))?;
+    let _ = POSTMASTER.set(parent);
+    drop(su_client);
 
     let dir = tempfile::tempdir()?;
     let stdio_cfg = dir.path().join("stdio.toml");
@@ -1188,7 +1246,7 @@ fn report(r: &Report<'_>) {
     }
     let _ = writeln!(
         out,
-        "\n  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11} {:>8}",
+        "\n  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11} {:>8}",
         "workload",
         "mode",
         "calls",
@@ -1197,14 +1255,15 @@ fn report(r: &Report<'_>) {
         "calls/s",
         "pgward CPU",
         "client CPU",
+        "postgres",
         "rss MiB"
     );
     let _ = writeln!(
         out,
-        "  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11}",
-        "", "", "", "", "", "", "µs/call", "µs/call"
+        "  {:<13} {:<19} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11}",
+        "", "", "", "", "", "", "µs/call", "µs/call", "CPU µs/call"
     );
-    let _ = writeln!(out, "  {}", "-".repeat(103));
+    let _ = writeln!(out, "  {}", "-".repeat(115));
     let mut last = "";
     for row in r.rows {
         let name = if row.workload == last {
@@ -1215,7 +1274,7 @@ fn report(r: &Report<'_>) {
         last = row.workload;
         let _ = writeln!(
             out,
-            "  {:<13} {:<19} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>11} {:>11} {:>8}",
+            "  {:<13} {:<19} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>11} {:>11} {:>11} {:>8}",
             name,
             row.mode,
             row.m.latencies.len(),
@@ -1227,6 +1286,9 @@ fn report(r: &Report<'_>) {
                 .map_or(String::new(), |c| format!("{c:.0}")),
             row.m
                 .client_cpu_us
+                .map_or(String::new(), |c| format!("{c:.0}")),
+            row.m
+                .postgres_cpu_us
                 .map_or(String::new(), |c| format!("{c:.0}")),
             row.rss_kib
                 .map_or(String::new(), |k| format!("{:.1}", mib(k)))
@@ -1339,7 +1401,7 @@ fn report(r: &Report<'_>) {
     );
     let _ = writeln!(
         out,
-        "\n  CPU: user + system time of the pgward process (all threads) and of this bench process over\n  each measured phase, divided by its calls (/proc/<pid>/stat, 10 ms ticks)"
+        "\n  CPU: user + system time of the pgward process (all threads), of this bench process and of\n  PostgreSQL (the postmaster and all its processes) over each measured phase, divided by its\n  calls (/proc/<pid>/stat, 10 ms ticks)"
     );
     let _ = writeln!(
         out,

@@ -551,8 +551,10 @@ async fn a_kept_statement_follows_a_parameter_type_change() {
         .unwrap();
 }
 
-/// The SQL pgward sends returns rows only inside a call's transaction: were the BEGIN batch
-/// ever not to take effect, the model's SQL would not run on its own.
+/// The SQL pgward sends runs only inside a call's transaction: were the BEGIN batch ever not
+/// to take effect, the model's SQL would not run on its own. Outside, the in-call test stops
+/// the statement before its first row (no row-size error for a row far over the limit); inside,
+/// the same statement runs and the row guard refuses that row.
 #[tokio::test]
 async fn the_sent_sql_runs_only_inside_a_call() {
     let f = fixture();
@@ -561,15 +563,28 @@ async fn the_sent_sql_runs_only_inside_a_call() {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let sent = pgward::db::guarded("SELECT 1 AS one LIMIT 1", 1 << 20);
-    assert_eq!(client.query(&sent, &[]).await.unwrap().len(), 0);
+    let small = pgward::db::guarded("SELECT 1 AS one LIMIT 1", 1 << 20);
+    let huge = pgward::db::guarded("SELECT repeat('x', 100000) AS big LIMIT 1", 1000);
+    assert_eq!(client.query(&small, &[]).await.unwrap().len(), 0);
+    assert_eq!(client.query(&huge, &[]).await.unwrap().len(), 0);
     client
         .batch_execute(&pgward::db::begin_sql(&settings))
         .await
         .unwrap();
-    assert_eq!(client.query(&sent, &[]).await.unwrap().len(), 1);
+    assert_eq!(client.query(&small, &[]).await.unwrap().len(), 1);
     client.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(client.query(&sent, &[]).await.unwrap().len(), 0);
+    client
+        .batch_execute(&pgward::db::begin_sql(&settings))
+        .await
+        .unwrap();
+    let e = client.query(&huge, &[]).await.unwrap_err();
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("bytes exceed the row size limit")),
+        "{e:?}"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(client.query(&small, &[]).await.unwrap().len(), 0);
 }
 
 /// URL settings pgward cannot honour stop start-up with the reason; the URL's own options are

@@ -167,7 +167,8 @@ fn config(
     pg.connect_timeout(CONNECT_TIMEOUT);
     pg.application_name(APPLICATION_NAME);
     if let Some(ms) = statement_timeout_ms {
-        crate::db::add_options(&mut pg, &format!("-c statement_timeout={ms}"));
+        crate::db::add_options(&mut pg, &format!("-c statement_timeout={ms}"))
+            .map_err(|_| PgSinkError::Url)?;
     }
     Ok(pg)
 }

@@ -155,15 +155,7 @@ impl Database {
                 "target_session_attrs cannot tell servers apart: every pgward connection is read only, so `read-write` refuses every server and `read-only` accepts a primary; list the server to use".into(),
             ));
         }
-        if pg
-            .get_options()
-            .is_some_and(|o| o.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1)
-        {
-            return Err(DbError::Url(
-                "its options end in a lone backslash, which would join them to pgward's own".into(),
-            ));
-        }
-        add_options(&mut pg, &session_options(cfg));
+        add_options(&mut pg, &session_options(cfg)).map_err(|e| DbError::Url(e.into()))?;
         let manager = pool::Manager::new(
             deadpool_postgres::Manager::from_config(
                 pg,
@@ -172,7 +164,10 @@ impl Database {
                     recycling_method: RecyclingMethod::Fast,
                 },
             ),
-            search_path(cfg),
+            session_settings(cfg)
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
         );
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size)
@@ -303,8 +298,8 @@ impl Database {
             if let Some(stmt) = statements.get(&statement_sql) {
                 match call.prepared(&stmt).await {
                     Kept::Done(outcome, clean) => return (outcome, clean),
-                    // Nothing ran, and the kept description no longer serves (a migration
-                    // changed a type the statement uses): describe it again.
+                    // Refused before anything ran, in a way a fresh description could change
+                    // (a migration changed a type the statement uses): describe it again.
                     Kept::Stale => statements.remove(&statement_sql),
                 }
             }
@@ -388,7 +383,8 @@ impl Database {
             client.prepare(sql),
             client.batch_execute("ROLLBACK"),
         );
-        let clean = rolled_back.is_ok();
+        // A statement whose type lookups failed after PostgreSQL parsed it is never closed.
+        let clean = rolled_back.is_ok() && stmt.as_ref().map_or_else(about_the_statement, |_| true);
         let types = opened
             .and(stmt)
             .map(|stmt| stmt.params().to_vec())
@@ -553,21 +549,29 @@ pub fn begin_sql(cfg: &DatabaseConfig) -> String {
 /// pgward's search path. Every call ends in ROLLBACK, which also undoes a session-level SET made
 /// during it, so these hold for the connection's whole life.
 pub fn session_options(cfg: &DatabaseConfig) -> String {
-    [
-        "default_transaction_read_only=on".to_string(),
-        format!("statement_timeout={}", cfg.statement_timeout_ms),
-        format!("lock_timeout={}", cfg.lock_timeout_ms),
-        format!(
-            "idle_in_transaction_session_timeout={}",
-            cfg.idle_in_transaction_timeout_ms
+    session_settings(cfg)
+        .iter()
+        .map(|(name, value)| format!("-c {}", escape_option(&format!("{name}={value}"))))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `(name, value)` pairs of [`session_options`], values as `pg_settings.setting` shows them
+/// (timeouts in milliseconds). [`IN_CALL_SETTING`] starts `off`, so a role or database default
+/// cannot stand in for the BEGIN batch.
+fn session_settings(cfg: &DatabaseConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("default_transaction_read_only", "on".into()),
+        ("statement_timeout", cfg.statement_timeout_ms.to_string()),
+        ("lock_timeout", cfg.lock_timeout_ms.to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            cfg.idle_in_transaction_timeout_ms.to_string(),
         ),
-        "standard_conforming_strings=on".to_string(),
-        format!("search_path={}", search_path(cfg)),
+        ("standard_conforming_strings", "on".into()),
+        ("search_path", search_path(cfg)),
+        (IN_CALL_SETTING, "off".into()),
     ]
-    .iter()
-    .map(|setting| format!("-c {}", escape_option(setting)))
-    .collect::<Vec<_>>()
-    .join(" ")
 }
 
 /// pg_catalog first, then the allowed schemas, then pg_temp last (unlisted, PostgreSQL would
@@ -582,13 +586,20 @@ fn search_path(cfg: &DatabaseConfig) -> String {
     path.join(",")
 }
 
-/// Adds `ours` after any `options` the URL gives, so pgward's settings win.
-pub(crate) fn add_options(pg: &mut tokio_postgres::Config, ours: &str) {
+/// Adds `ours` after any `options` the URL gives, so pgward's settings win. Refuses URL options
+/// that end in a lone backslash, which would escape the space before pgward's and join them.
+pub(crate) fn add_options(pg: &mut tokio_postgres::Config, ours: &str) -> Result<(), &'static str> {
     let options = match pg.get_options() {
+        Some(theirs) if theirs.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1 => {
+            return Err(
+                "its options end in a lone backslash, which would join them to pgward's own",
+            );
+        }
         Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
         _ => ours.to_string(),
     };
     pg.options(options);
+    Ok(())
 }
 
 /// PostgreSQL splits `options` on white space; a backslash keeps the next character.
@@ -655,19 +666,19 @@ struct Call<'a> {
 enum Kept {
     /// The outcome, and whether the connection may be reused.
     Done(Result<QueryOutput, DbError>, bool),
-    /// Refused before anything ran, because of its kept description: by `check_statement`,
-    /// or by PostgreSQL at Bind, where it plans the statement again against the current
-    /// catalog with the parameter types fixed when it was described (`cached plan must not
-    /// change result type`, an operator that no longer matches a changed column type). The
-    /// transaction was rolled back and the connection is clean.
+    /// Refused before anything ran, in a way a fresh description could change: by
+    /// `check_statement` or argument conversion against the kept description, or by
+    /// PostgreSQL at Bind (see [`replannable`]). The transaction, if one was opened, was rolled
+    /// back and the connection is clean.
     Stale,
 }
 
 /// Where `fetch` failed.
 enum FetchError {
-    /// PostgreSQL refused the Bind: nothing of the statement ran.
+    /// Before the statement started: the driver could not send it, or PostgreSQL refused the
+    /// Bind (the Execute sent with it is then skipped).
     Bind(tokio_postgres::Error),
-    /// Anything else (binding the arguments, reading the rows).
+    /// While reading the rows.
     Other(DbError),
 }
 
@@ -687,11 +698,14 @@ impl FetchError {
 }
 
 impl Call<'_> {
-    /// The checks of [`check_statement`], then the arguments and the row filters' claims
-    /// (after them) converted for the statement's parameter types: the column names and the
-    /// values to bind.
-    fn ready(&self, stmt: &tokio_postgres::Statement) -> Result<(Vec<String>, Bound), DbError> {
-        let columns = check_statement(stmt, self.args.len() + self.claims.len(), self.limits)?;
+    /// [`check_statement`] for this call's arguments and limits: the column names.
+    fn check(&self, stmt: &tokio_postgres::Statement) -> Result<Vec<String>, DbError> {
+        check_statement(stmt, self.args.len() + self.claims.len(), self.limits)
+    }
+
+    /// The arguments, then the row filters' claims, converted for the statement's parameter
+    /// types.
+    fn bind(&self, stmt: &tokio_postgres::Statement) -> Result<Bound, DbError> {
         let mut bound: Bound = Vec::with_capacity(self.args.len() + self.claims.len());
         for ((name, value), ty) in self.args.iter().zip(stmt.params()) {
             bound.push(params::bind(name, value, ty).map_err(DbError::Param)?);
@@ -700,7 +714,7 @@ impl Call<'_> {
         for ((claim, value), ty) in self.claims.iter().zip(claim_types) {
             bound.push(params::bind_claim(claim, value, ty).map_err(DbError::Param)?);
         }
-        Ok((columns, bound))
+        Ok(bound)
     }
 
     /// A statement described earlier on this connection: checked against that description
@@ -711,8 +725,12 @@ impl Call<'_> {
     /// lookup of the driver's that could queue behind the ROLLBACK.
     async fn prepared(&self, stmt: &tokio_postgres::Statement) -> Kept {
         // Nothing was sent: the connection is as it was, and a fresh description (other
-        // column or parameter types) may pass.
-        let Ok((columns, bound)) = self.ready(stmt) else {
+        // column or parameter types) may pass. Arguments that do not convert to the kept
+        // parameter types are refused here for good only when they also fail the fresh ones.
+        let Ok(columns) = self.check(stmt) else {
+            return Kept::Stale;
+        };
+        let Ok(bound) = self.bind(stmt) else {
             return Kept::Stale;
         };
         let (opened, set, fetched, rolled_back) = futures_util::join!(
@@ -752,22 +770,17 @@ impl Call<'_> {
         );
         // The driver closes a statement it dropped, but one whose type lookups failed after
         // PostgreSQL parsed it (a timeout, a lost connection) is never handed back to close.
-        let leaves_statement = matches!(
-            (&opened, &set, &prepared),
-            (Ok(()), Ok(()), Err(e)) if !is_query_error(e)
-        );
+        let leaves_statement = prepared.as_ref().is_err_and(|e| !about_the_statement(e));
         let checked = opened
             .and(set)
             .and(prepared)
             .map_err(|e| DbError::from_pg(&e))
             .and_then(|stmt| {
-                let ready = self.ready(&stmt);
+                let columns = self.check(&stmt)?;
                 // Kept only when its description passed the checks: a refused one is described
                 // again next time, so a migration that makes it pass takes effect.
-                if ready.is_ok() {
-                    statements.insert(sql, stmt.clone());
-                }
-                let (columns, bound) = ready?;
+                statements.insert(sql, stmt.clone());
+                let bound = self.bind(&stmt)?;
                 Ok((stmt, columns, bound))
             });
         let (stmt, columns, bound) = match checked {
@@ -787,18 +800,26 @@ impl Call<'_> {
     }
 }
 
-/// An error PostgreSQL raised about the statement itself (not a cancel, a timeout or a lost
-/// connection).
-fn is_query_error(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error()
-        .is_some_and(|db| !matches!(&db.code().code()[..2], "57" | "55" | "53" | "58" | "XX"))
+/// An error PostgreSQL raised about the statement itself: not a cancel or timeout (57), a
+/// lock (55), resources (53), the connection (08), the system (58) or an internal error (XX).
+fn about_the_statement(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        let class = db.code().code().get(..2).unwrap_or("XX");
+        !matches!(class, "57" | "55" | "53" | "08" | "58" | "XX")
+    })
 }
 
-/// A Bind refusal that describing the statement again could resolve: any error about the
-/// statement, since the kept description is all that differs from a fresh one (a timeout or
-/// a cancel would only repeat).
+/// A Bind refusal that describing the statement again could resolve. At Bind PostgreSQL plans
+/// a kept statement again from its text with the parameter types fixed when it was
+/// described, so only what those types decide can differ from a fresh describe: the result
+/// type (`0A000`, `cached plan must not change result type`) and the type errors of class 42
+/// (an operator or function that no longer matches, a mismatch). A missing privilege (42501)
+/// would only repeat.
 fn replannable(e: &tokio_postgres::Error) -> bool {
-    is_query_error(e)
+    e.as_db_error().is_some_and(|db| {
+        let code = db.code().code();
+        code == "0A000" || (code.starts_with("42") && code != "42501")
+    })
 }
 
 /// The checks a described statement passes before it is executed: the number of parameters

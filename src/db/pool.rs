@@ -25,13 +25,13 @@ pub struct Connection {
 /// grows without bound).
 pub struct Manager {
     inner: deadpool_postgres::Manager,
-    /// The `search_path` every connection must start with (see `session_options`).
-    search_path: String,
+    /// The `(name, value)` settings every connection must start with (`session_options`).
+    settings: Vec<(String, String)>,
 }
 
 impl Manager {
-    pub fn new(inner: deadpool_postgres::Manager, search_path: String) -> Self {
-        Self { inner, search_path }
+    pub fn new(inner: deadpool_postgres::Manager, settings: Vec<(String, String)>) -> Self {
+        Self { inner, settings }
     }
 }
 
@@ -46,21 +46,28 @@ pub enum ConnectError {
     Settings(String),
 }
 
-/// What a new connection reports for the settings pgward asked for at its start, checked
-/// against them: a proxy that dropped the `options` parameter would otherwise leave a
-/// connection writable by default, with another search path.
+/// What a new connection reports for the settings pgward asked for at its start (`reported`,
+/// in the order of `expected`), checked against them: a proxy that dropped or rewrote the
+/// `options` parameter would otherwise leave a connection writable by default, without its
+/// timeouts, or with another search path.
 pub fn settings_hold(
-    read_only: &str,
-    search_path: &str,
-    expected_path: &str,
+    expected: &[(String, String)],
+    reported: &[Option<String>],
 ) -> Result<(), String> {
-    if read_only != "on" {
-        return Err(format!("default_transaction_read_only is `{read_only}`"));
+    let wrong: Vec<String> = expected
+        .iter()
+        .zip(reported.iter().chain(std::iter::repeat(&None)))
+        .filter(|((_, want), got)| got.as_deref() != Some(want.as_str()))
+        .map(|((name, _), got)| match got {
+            Some(got) => format!("{name} is `{got}`"),
+            None => format!("{name} is not set"),
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join(", "))
     }
-    if search_path != expected_path {
-        return Err(format!("search_path is `{search_path}`"));
-    }
-    Ok(())
 }
 
 impl managed::Manager for Manager {
@@ -69,15 +76,22 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<Connection, ConnectError> {
         let client = managed::Manager::create(&self.inner).await?;
-        let row = client
-            .query_one(
-                "SELECT pg_catalog.current_setting('default_transaction_read_only'), \
-                 pg_catalog.current_setting('search_path')",
-                &[],
+        let names: Vec<&str> = self.settings.iter().map(|(n, _)| n.as_str()).collect();
+        // pg_settings shows timeouts in their base unit; a custom setting shows only through
+        // current_setting.
+        let rows = client
+            .query(
+                "SELECT coalesce((SELECT s.setting FROM pg_catalog.pg_settings s \
+                 WHERE s.name = n.name), pg_catalog.current_setting(n.name, true)) \
+                 FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS n(name, i) ORDER BY n.i",
+                &[&names],
             )
             .await?;
-        settings_hold(row.try_get(0)?, row.try_get(1)?, &self.search_path)
-            .map_err(ConnectError::Settings)?;
+        let reported = rows
+            .iter()
+            .map(|r| r.try_get::<_, Option<String>>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        settings_hold(&self.settings, &reported).map_err(ConnectError::Settings)?;
         Ok(Connection {
             client,
             statements: Statements::default(),
@@ -185,15 +199,40 @@ mod tests {
 
     #[test]
     fn a_connection_without_pgwards_start_up_settings_is_refused() {
-        let path = r#"pg_catalog,"public",pg_temp"#;
-        assert_eq!(settings_hold("on", path, path), Ok(()));
+        let expected: Vec<(String, String)> = [
+            ("default_transaction_read_only", "on"),
+            ("statement_timeout", "5000"),
+            ("search_path", r#"pg_catalog,"public",pg_temp"#),
+            ("pgward.in_call", "off"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let got = |v: &[Option<&str>]| -> Vec<Option<String>> {
+            v.iter().map(|s| s.map(str::to_string)).collect()
+        };
+        let all = [
+            Some("on"),
+            Some("5000"),
+            Some(r#"pg_catalog,"public",pg_temp"#),
+            Some("off"),
+        ];
+        assert_eq!(settings_hold(&expected, &got(&all)), Ok(()));
         assert_eq!(
-            settings_hold("off", path, path),
-            Err("default_transaction_read_only is `off`".to_string())
+            settings_hold(
+                &expected,
+                &got(&[Some("off"), Some("0"), Some("\"$user\", public"), None])
+            ),
+            Err(
+                "default_transaction_read_only is `off`, statement_timeout is `0`, \
+                 search_path is `\"$user\", public`, pgward.in_call is not set"
+                    .to_string()
+            )
         );
+        // Fewer answers than settings: the missing ones are not set.
         assert_eq!(
-            settings_hold("on", "\"$user\", public", path),
-            Err("search_path is `\"$user\", public`".to_string())
+            settings_hold(&expected, &got(&all[..3])),
+            Err("pgward.in_call is not set".to_string())
         );
     }
 }
