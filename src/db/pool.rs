@@ -70,27 +70,56 @@ pub fn settings_hold(
     }
 }
 
+/// A duration as PostgreSQL shows a setting (`5s`, `1min`, `250ms`, `0`) in milliseconds, as
+/// pgward sets it; any other value as it is.
+pub fn in_milliseconds(shown: &str) -> String {
+    let digits = shown.len() - shown.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = shown.split_at(digits);
+    let factor: u64 = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return shown.to_string(),
+    };
+    match number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+    {
+        Some(ms) => ms.to_string(),
+        None => shown.to_string(),
+    }
+}
+
 impl managed::Manager for Manager {
     type Type = Connection;
     type Error = ConnectError;
 
     async fn create(&self) -> Result<Connection, ConnectError> {
         let client = managed::Manager::create(&self.inner).await?;
-        let names: Vec<&str> = self.settings.iter().map(|(n, _)| n.as_str()).collect();
-        // pg_settings shows timeouts in their base unit; a custom setting shows only through
-        // current_setting.
-        let rows = client
-            .query(
-                "SELECT coalesce((SELECT s.setting FROM pg_catalog.pg_settings s \
-                 WHERE s.name = n.name), pg_catalog.current_setting(n.name, true)) \
-                 FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS n(name, i) ORDER BY n.i",
-                &[&names],
-            )
-            .await?;
-        let reported = rows
+        // One simple-protocol query of pgward's own constant names (current_setting touches
+        // no catalog table, so a new backend answers it without warming its caches).
+        let columns: Vec<String> = self
+            .settings
             .iter()
-            .map(|r| r.try_get::<_, Option<String>>(0))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(name, _)| format!("pg_catalog.current_setting('{name}', true)"))
+            .collect();
+        let answer = client
+            .simple_query(&format!("SELECT {}", columns.join(", ")))
+            .await?;
+        let reported: Vec<Option<String>> = answer
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(in_milliseconds))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default();
         settings_hold(&self.settings, &reported).map_err(ConnectError::Settings)?;
         Ok(Connection {
             client,
@@ -195,7 +224,28 @@ impl Drop for Session {
 
 #[cfg(test)]
 mod tests {
-    use super::settings_hold;
+    use super::{in_milliseconds, settings_hold};
+
+    #[test]
+    fn durations_read_in_milliseconds() {
+        for (shown, ms) in [
+            ("0", "0"),
+            ("250ms", "250"),
+            ("5s", "5000"),
+            ("1min", "60000"),
+            ("2h", "7200000"),
+            ("1d", "86400000"),
+            ("on", "on"),
+            (
+                "pg_catalog,\"public\",pg_temp",
+                "pg_catalog,\"public\",pg_temp",
+            ),
+            ("5weeks", "5weeks"),
+            ("", ""),
+        ] {
+            assert_eq!(in_milliseconds(shown), ms, "{shown}");
+        }
+    }
 
     #[test]
     fn a_connection_without_pgwards_start_up_settings_is_refused() {
