@@ -376,20 +376,8 @@ pub async fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Re
             })
         })
     };
-    let mut contents = Vec::with_capacity(req.files.len().max(1));
-    match &req.postgres_url {
-        Some(url) => contents.push((
-            "postgres".to_string(),
-            crate::audit::postgres::read_lines(url)
-                .await
-                .map_err(|e| AppError::Audit(e.into()))?,
-        )),
-        None => {
-            for f in &req.files {
-                contents.push((f.display().to_string(), read(f)?));
-            }
-        }
-    }
+    // The head first: pgward writes each line before its head, so files read afterwards reach
+    // at least this head even while pgward keeps writing.
     let head_file = match (&req.head, req.default_head, req.files.last()) {
         (Some(h), _, _) => Some(h.clone()),
         (None, true, Some(last)) => {
@@ -406,12 +394,26 @@ pub async fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Re
                     reason,
                 })
             };
-            crate::audit::sink::read_head_file(&h)
+            crate::audit::sink::read_head_file(&h, crate::audit::sink::HEAD_READ_ATTEMPTS)
                 .map_err(|e| bad(e.kind().to_string()))?
                 .map_err(|b| bad(b.reason().into()))?
         }
         None => None,
     };
+    let mut contents = Vec::with_capacity(req.files.len().max(1));
+    match &req.postgres_url {
+        Some(url) => contents.push((
+            "postgres".to_string(),
+            crate::audit::postgres::read_lines(url)
+                .await
+                .map_err(|e| AppError::Audit(e.into()))?,
+        )),
+        None => {
+            for f in &req.files {
+                contents.push((f.display().to_string(), read(f)?));
+            }
+        }
+    }
     let lines: Vec<Line<'_>> = contents
         .iter()
         .flat_map(|(name, text)| lines_of(name, text))

@@ -634,3 +634,53 @@ async fn urls_pgward_cannot_honour_are_refused() {
         vec![vec![json!("7MB"), json!("on")]]
     );
 }
+
+/// The catalog of several tables is read in one round trip, each table's columns in order and
+/// once (a table listed twice is read once), a missing table with none.
+#[tokio::test]
+async fn the_columns_of_several_tables_match_one_table_at_a_time() {
+    let f = fixture();
+    let db = Database::connect(&f.settings(&TestConfig::default()).database).unwrap();
+    let t = |schema: &str, name: &str| pgward::policy::QualifiedName {
+        schema: schema.into(),
+        name: name.into(),
+    };
+    let (customers, orders, missing) = (
+        t("public", "customers"),
+        t("public", "orders"),
+        t("public", "no_such_table"),
+    );
+    let all = db
+        .columns_of(&[
+            customers.clone(),
+            missing.clone(),
+            orders.clone(),
+            customers.clone(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    for table in [&customers, &orders] {
+        let one = db.columns(table).await.unwrap();
+        assert!(one.len() > 3, "{table}: {one:?}");
+        assert_eq!(all[table], one, "{table}");
+    }
+    // As demo/schema.sql declares them.
+    let orders_columns: Vec<(&str, &str, bool)> = all[&orders]
+        .iter()
+        .map(|c| (c.name.as_str(), c.data_type.as_str(), c.nullable))
+        .collect();
+    assert_eq!(
+        orders_columns,
+        vec![
+            ("id", "bigint", false),
+            ("customer_id", "bigint", false),
+            ("product_id", "bigint", false),
+            ("quantity", "integer", false),
+            ("total", "numeric(12,2)", false),
+            ("status", "text", false),
+            ("ordered_at", "timestamp with time zone", false),
+        ]
+    );
+    assert!(all[&missing].is_empty());
+}

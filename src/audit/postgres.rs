@@ -77,6 +77,10 @@ pub enum PgSinkError {
     /// The URL's text is not shown: it may hold a password.
     #[error("the audit postgres url could not be parsed (it is not shown: it may hold a password)")]
     Url,
+    #[error(
+        "the audit postgres url's options end in a lone backslash, which would join them to pgward's own (the url is not shown: it may hold a password)"
+    )]
+    UrlOptions,
     #[error("the audit database is unavailable: {0}")]
     Unavailable(String),
     #[error(
@@ -168,7 +172,7 @@ fn config(
     pg.application_name(APPLICATION_NAME);
     if let Some(ms) = statement_timeout_ms {
         crate::db::add_options(&mut pg, &format!("-c statement_timeout={ms}"))
-            .map_err(|_| PgSinkError::Url)?;
+            .map_err(|_| PgSinkError::UrlOptions)?;
     }
     Ok(pg)
 }

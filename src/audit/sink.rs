@@ -440,8 +440,8 @@ pub fn head_path(path: &Path) -> PathBuf {
 pub enum BadHead {
     /// Not a head record at all.
     NotAHead,
-    /// A head record whose check does not hold: read while being overwritten, cut short by a
-    /// crash during its write, or edited.
+    /// A head record whose check does not hold: read while being overwritten, or cut short by
+    /// a crash during its write. (The check is not keyed: it tells an accident, not an edit.)
     Torn,
 }
 
@@ -450,7 +450,7 @@ impl BadHead {
         match self {
             BadHead::NotAHead => "not a recorded head",
             BadHead::Torn => {
-                "the recorded head does not match its check (cut short by a crash during its write, or edited)"
+                "the recorded head does not match its check (caught mid-write, or cut short by a crash during its write)"
             }
         }
     }
@@ -475,17 +475,21 @@ pub fn parse_head(text: &str) -> Result<Option<Head>, BadHead> {
     }))
 }
 
-/// How often a head file is read again when its record was caught mid-write.
-const HEAD_READ_ATTEMPTS: usize = 5;
+/// How often `pgward audit verify` reads a head file that it caught mid-write.
+pub const HEAD_READ_ATTEMPTS: usize = 5;
 
-/// Reads and parses a head file. pgward overwrites the record in place while it runs, so a
-/// reader (`pgward audit verify` from a cron job) can catch a record half written: one whose
-/// check fails is read again, a few milliseconds later, before it is reported.
-pub fn read_head_file(target: &Path) -> std::io::Result<Result<Option<Head>, BadHead>> {
+/// Reads and parses a head file, up to `attempts` times. pgward overwrites the record in place
+/// while it runs, so a reader (`pgward audit verify` from a cron job) can catch a record half
+/// written: failing its check, or not even JSON when the new record is a byte longer. Such a
+/// record is read again, a few milliseconds later, before it is reported.
+pub fn read_head_file(
+    target: &Path,
+    attempts: usize,
+) -> std::io::Result<Result<Option<Head>, BadHead>> {
     let mut attempt = 1;
     loop {
         let parsed = parse_head(&std::fs::read_to_string(target)?);
-        if parsed != Err(BadHead::Torn) || attempt == HEAD_READ_ATTEMPTS {
+        if parsed.is_ok() || attempt >= attempts {
             return Ok(parsed);
         }
         attempt += 1;
@@ -494,10 +498,10 @@ pub fn read_head_file(target: &Path) -> std::io::Result<Result<Option<Head>, Bad
 }
 
 /// Reads the recorded head of `path`, if there is one (at start-up, before any event is
-/// written).
+/// written, when nothing else writes it: read once).
 pub fn read_head(path: &Path) -> Result<Option<Head>, AuditError> {
     let target = head_path(path);
-    match read_head_file(&target) {
+    match read_head_file(&target, 1) {
         Ok(parsed) => parsed.map_err(|bad| file_error(&target, bad.reason())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(file_error(&target, e)),

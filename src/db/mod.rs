@@ -384,7 +384,7 @@ impl Database {
             client.batch_execute("ROLLBACK"),
         );
         // A statement whose type lookups failed after PostgreSQL parsed it is never closed.
-        let clean = rolled_back.is_ok() && stmt.as_ref().map_or_else(about_the_statement, |_| true);
+        let clean = rolled_back.is_ok() && stmt.as_ref().map_or_else(refused_at_parse, |_| true);
         let types = opened
             .and(stmt)
             .map(|stmt| stmt.params().to_vec())
@@ -397,41 +397,68 @@ impl Database {
 
     /// Columns of a table from the catalog: name, type, nullable, comment.
     pub async fn columns(&self, table: &QualifiedName) -> Result<Vec<CatalogColumn>, DbError> {
-        let rows = self
-            .catalog_query(
-                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), \
-                 NOT a.attnotnull, pg_catalog.col_description(a.attrelid, a.attnum) \
-                 FROM pg_catalog.pg_attribute a \
-                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
-                 ORDER BY a.attnum",
-                &[(&table.schema, Type::TEXT), (&table.name, Type::TEXT)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CatalogColumn {
-                    name: r.try_get(0).map_err(|e| DbError::from_pg(&e))?,
-                    data_type: r.try_get(1).map_err(|e| DbError::from_pg(&e))?,
-                    nullable: r.try_get(2).map_err(|e| DbError::from_pg(&e))?,
-                    comment: r.try_get(3).map_err(|e| DbError::from_pg(&e))?,
-                })
-            })
-            .collect()
+        let mut all = self.columns_of(std::slice::from_ref(table)).await?;
+        Ok(all.remove(table).unwrap_or_default())
     }
 
-    /// Reads the columns of every listed table; a missing table is an error.
+    /// [`Database::columns`] of every listed table in one round trip; a table that does not
+    /// exist (or that the role cannot see) has no columns.
+    pub async fn columns_of(
+        &self,
+        tables: &[QualifiedName],
+    ) -> Result<BTreeMap<QualifiedName, Vec<CatalogColumn>>, DbError> {
+        // Each table once, so no column is read twice.
+        let tables: Vec<&QualifiedName> = tables
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
+        let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let rows = self
+            .catalog_query(
+                "SELECT t.i, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                 NOT a.attnotnull, pg_catalog.col_description(a.attrelid, a.attnum) \
+                 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) \
+                 WITH ORDINALITY AS t(schema, name, i) \
+                 JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema \
+                 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.name \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+                 WHERE a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY t.i, a.attnum",
+                &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
+            )
+            .await?;
+        let mut out: BTreeMap<QualifiedName, Vec<CatalogColumn>> =
+            tables.iter().map(|&t| (t.clone(), Vec::new())).collect();
+        for r in &rows {
+            let get = |e: tokio_postgres::Error| DbError::from_pg(&e);
+            let i: i64 = r.try_get(0).map_err(get)?;
+            let Some(table) = usize::try_from(i - 1).ok().and_then(|i| tables.get(i)) else {
+                continue;
+            };
+            let column = CatalogColumn {
+                name: r.try_get(1).map_err(get)?,
+                data_type: r.try_get(2).map_err(get)?,
+                nullable: r.try_get(3).map_err(get)?,
+                comment: r.try_get(4).map_err(get)?,
+            };
+            out.entry((*table).clone()).or_default().push(column);
+        }
+        Ok(out)
+    }
+
+    /// Reads the columns of every listed table (one round trip); a missing table has none.
     pub async fn catalog(
         &self,
         tables: &[QualifiedName],
     ) -> Result<BTreeMap<QualifiedName, Vec<String>>, DbError> {
-        let mut out = BTreeMap::new();
-        for t in tables {
-            let cols = self.columns(t).await?;
-            out.insert(t.clone(), cols.into_iter().map(|c| c.name).collect());
-        }
-        Ok(out)
+        Ok(self
+            .columns_of(tables)
+            .await?
+            .into_iter()
+            .map(|(t, cols)| (t, cols.into_iter().map(|c| c.name).collect()))
+            .collect())
     }
 
     /// DESIGN invariant 5: what can this role do? Returns every finding that makes it unsafe.
@@ -556,8 +583,7 @@ pub fn session_options(cfg: &DatabaseConfig) -> String {
         .join(" ")
 }
 
-/// The `(name, value)` pairs of [`session_options`], values as `pg_settings.setting` shows them
-/// (timeouts in milliseconds). [`IN_CALL_SETTING`] starts `off`, so a role or database default
+/// The `(name, value)` pairs of [`session_options`] (timeouts in milliseconds). [`IN_CALL_SETTING`] starts `off`, so a role or database default
 /// cannot stand in for the BEGIN batch.
 fn session_settings(cfg: &DatabaseConfig) -> Vec<(&'static str, String)> {
     vec![
@@ -770,7 +796,7 @@ impl Call<'_> {
         );
         // The driver closes a statement it dropped, but one whose type lookups failed after
         // PostgreSQL parsed it (a timeout, a lost connection) is never handed back to close.
-        let leaves_statement = prepared.as_ref().is_err_and(|e| !about_the_statement(e));
+        let leaves_statement = prepared.as_ref().is_err_and(|e| !refused_at_parse(e));
         let checked = opened
             .and(set)
             .and(prepared)
@@ -800,12 +826,17 @@ impl Call<'_> {
     }
 }
 
-/// An error PostgreSQL raised about the statement itself: not a cancel or timeout (57), a
-/// lock (55), resources (53), the connection (08), the system (58) or an internal error (XX).
-fn about_the_statement(e: &tokio_postgres::Error) -> bool {
+/// An error only Parse raises, so no statement was created: the statement's own mistakes
+/// (class 42 but a missing privilege, which a catalog lookup after Parse can raise too; class
+/// 22; 0A), or the aborted transaction refusing it (25P02). Anything else may come from the
+/// driver's type lookups after PostgreSQL created the statement.
+fn refused_at_parse(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_some_and(|db| {
-        let class = db.code().code().get(..2).unwrap_or("XX");
-        !matches!(class, "57" | "55" | "53" | "08" | "58" | "XX")
+        let code = db.code().code();
+        (code.starts_with("42") && code != "42501")
+            || code.starts_with("22")
+            || code.starts_with("0A")
+            || code == "25P02"
     })
 }
 

@@ -113,8 +113,18 @@ impl managed::Manager for Manager {
             .iter()
             .find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(in_milliseconds))
+                    self.settings
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (name, _))| {
+                            let shown = row.try_get(i).ok().flatten();
+                            // Durations come back in the largest unit that divides them.
+                            if name.ends_with("_timeout") {
+                                shown.map(in_milliseconds)
+                            } else {
+                                shown.map(str::to_string)
+                            }
+                        })
                         .collect(),
                 ),
                 _ => None,

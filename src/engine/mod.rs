@@ -909,8 +909,15 @@ impl Engine {
                 )),
             }
         }
+        let names: Vec<_> = settings
+            .policy
+            .tables
+            .values()
+            .map(|t| t.name.clone())
+            .collect();
+        let mut catalog = self.db.columns_of(&names).await?;
         for t in settings.policy.tables.values() {
-            let cols = self.db.columns(&t.name).await?;
+            let cols = catalog.remove(&t.name).unwrap_or_default();
             if cols.is_empty() {
                 problems.push(format!(
                     "tables (`{}`): the table does not exist or the role cannot see it",
