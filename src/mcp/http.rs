@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -728,18 +728,18 @@ async fn admit_authenticated(
     // Limits are per principal: the same subject from two issuers (or a JWT subject and an
     // API key of the same name) are different callers.
     let key = principal_key(&principal);
-    let clock = DefaultClock::default();
+    // The limiters' own clocks: making a clock runs CPUID, which a virtual machine traps.
     let refusal = if let Err(not_until) = gate.per_principal.check_key(&key) {
         Some((
             "rate_limited",
             "rate limit exceeded",
-            not_until.wait_time_from(clock.now()),
+            not_until.wait_time_from(gate.per_principal.clock().now()),
         ))
     } else if let Err(not_until) = gate.global.check() {
         Some((
             "global_rate_limited",
             "rate limit exceeded",
-            not_until.wait_time_from(clock.now()),
+            not_until.wait_time_from(gate.global.clock().now()),
         ))
     } else {
         None
