@@ -146,11 +146,16 @@ fn audit_verify(
         Ok(report) => match &report.problem {
             None => {
                 println!(
-                    "ok: {} event(s), seq {}..{}, head {}",
+                    "ok: {} event(s), seq {}..{}, head {}{}",
                     report.events,
                     report.first_seq.unwrap_or(0),
                     report.last_seq.unwrap_or(0),
-                    report.head.as_ref().map_or("-", |h| h.hash.as_str())
+                    report.head.as_ref().map_or("-", |h| h.hash.as_str()),
+                    if report.head_recorded {
+                        ", the recorded head"
+                    } else {
+                        " (no recorded head was read: an end cut off would not show)"
+                    }
                 );
                 ExitCode::SUCCESS
             }

@@ -221,6 +221,7 @@ async fn every_tool_call_leaves_one_event_with_its_fields_and_no_secret() {
     let (code, out) = verify(&[file.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: 8 event(s), seq 1..8, head "), "{out}");
+    assert!(out.trim_end().ends_with(", the recorded head"), "{out}");
 }
 
 /// Writes `lines` (each with its newline) to `name` next to the original, and its head too.
@@ -690,6 +691,12 @@ async fn the_postgres_sink_holds_the_same_chain_through_an_insert_only_role() {
     .await;
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: 3 event(s), seq 1..3"), "{out}");
+    // The table has no head of its own: verify says so.
+    assert!(
+        out.trim_end()
+            .ends_with("(no recorded head was read: an end cut off would not show)"),
+        "{out}"
+    );
     // Checked against the file sink's recorded head, too.
     let head = file.with_extension("jsonl.head");
     let (code, out) = pgward_env(
@@ -705,6 +712,7 @@ async fn the_postgres_sink_holds_the_same_chain_through_an_insert_only_role() {
     )
     .await;
     assert_eq!(code, 0, "{out}");
+    assert!(out.trim_end().ends_with(", the recorded head"), "{out}");
 
     // Someone with more rights than pgward edits a row: verify names it.
     let db = tokio_postgres::connect(&su, tokio_postgres::NoTls)

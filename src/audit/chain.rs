@@ -343,6 +343,9 @@ pub struct Report {
     pub last_seq: Option<u64>,
     pub head: Option<Head>,
     pub problem: Option<Problem>,
+    /// Whether the end was checked against a recorded head (without one, a log cut short at
+    /// its end still verifies).
+    pub head_recorded: bool,
 }
 
 impl Report {
@@ -468,7 +471,10 @@ where
     I: IntoIterator<Item = Line<'a>>,
     I::IntoIter: Clone,
 {
-    let mut report = Report::default();
+    let mut report = Report {
+        head_recorded: head.is_some(),
+        ..Report::default()
+    };
     // The event before the next line: (its seq, its hash); `None` trusts the first line.
     let mut before: Option<(u64, String)> = match start {
         Start::Genesis => Some((0, GENESIS.into())),
