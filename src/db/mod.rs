@@ -164,10 +164,7 @@ impl Database {
                     recycling_method: RecyclingMethod::Fast,
                 },
             ),
-            session_settings(cfg)
-                .into_iter()
-                .map(|(name, value)| (name.to_string(), value))
-                .collect(),
+            session_settings(cfg),
         );
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size)
@@ -551,23 +548,20 @@ pub struct CatalogColumn {
 }
 
 /// The statements that open every call's transaction (pgward's own constants, sent with the
-/// simple protocol; the model's SQL never is). Public so tests can reproduce the session.
+/// simple protocol; the model's SQL never is): `BEGIN READ ONLY`, then a `SET LOCAL` of each
+/// of [`session_settings`] but the read-only default, which BEGIN stands for, with
+/// [`IN_CALL_SETTING`] `on`. Public so tests can reproduce the session.
 pub fn begin_sql(cfg: &DatabaseConfig) -> String {
-    // standard_conforming_strings is pinned on: the check reads string literals that way, and
-    // a role or database default of off would give backslashes another meaning.
-    format!(
-        "BEGIN READ ONLY; \
-         SET LOCAL statement_timeout = {}; \
-         SET LOCAL lock_timeout = {}; \
-         SET LOCAL idle_in_transaction_session_timeout = {}; \
-         SET LOCAL standard_conforming_strings = on; \
-         SET LOCAL search_path = {}; \
-         SET LOCAL {IN_CALL_SETTING} = on",
-        cfg.statement_timeout_ms,
-        cfg.lock_timeout_ms,
-        cfg.idle_in_transaction_timeout_ms,
-        search_path(cfg)
-    )
+    let mut sql = "BEGIN READ ONLY".to_string();
+    for (name, value) in session_settings(cfg) {
+        let value = match name {
+            "default_transaction_read_only" => continue,
+            IN_CALL_SETTING => "on".to_string(),
+            _ => value,
+        };
+        sql.push_str(&format!("; SET LOCAL {name} = {value}"));
+    }
+    sql
 }
 
 /// The settings every connection starts with (the `options` startup parameter), behind the
@@ -583,8 +577,11 @@ pub fn session_options(cfg: &DatabaseConfig) -> String {
         .join(" ")
 }
 
-/// The `(name, value)` pairs of [`session_options`] (timeouts in milliseconds). [`IN_CALL_SETTING`] starts `off`, so a role or database default
-/// cannot stand in for the BEGIN batch.
+/// The `(name, value)` pairs of [`session_options`] (timeouts in milliseconds).
+/// standard_conforming_strings is pinned on: the check reads string literals that way, and a
+/// role or database default of off would give backslashes another meaning.
+/// [`IN_CALL_SETTING`] starts `off`, so a role or database default cannot stand in for the
+/// BEGIN batch.
 fn session_settings(cfg: &DatabaseConfig) -> Vec<(&'static str, String)> {
     vec![
         ("default_transaction_read_only", "on".into()),

@@ -26,11 +26,11 @@ pub struct Connection {
 pub struct Manager {
     inner: deadpool_postgres::Manager,
     /// The `(name, value)` settings every connection must start with (`session_options`).
-    settings: Vec<(String, String)>,
+    settings: Vec<(&'static str, String)>,
 }
 
 impl Manager {
-    pub fn new(inner: deadpool_postgres::Manager, settings: Vec<(String, String)>) -> Self {
+    pub fn new(inner: deadpool_postgres::Manager, settings: Vec<(&'static str, String)>) -> Self {
         Self { inner, settings }
     }
 }
@@ -51,7 +51,7 @@ pub enum ConnectError {
 /// `options` parameter would otherwise leave a connection writable by default, without its
 /// timeouts, or with another search path.
 pub fn settings_hold(
-    expected: &[(String, String)],
+    expected: &[(&str, String)],
     reported: &[Option<String>],
 ) -> Result<(), String> {
     let wrong: Vec<String> = expected
@@ -259,14 +259,14 @@ mod tests {
 
     #[test]
     fn a_connection_without_pgwards_start_up_settings_is_refused() {
-        let expected: Vec<(String, String)> = [
+        let expected: Vec<(&str, String)> = [
             ("default_transaction_read_only", "on"),
             ("statement_timeout", "5000"),
             ("search_path", r#"pg_catalog,"public",pg_temp"#),
             ("pgward.in_call", "off"),
         ]
         .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .map(|(n, v)| (*n, v.to_string()))
         .collect();
         let got = |v: &[Option<&str>]| -> Vec<Option<String>> {
             v.iter().map(|s| s.map(str::to_string)).collect()

@@ -13,6 +13,7 @@ use crate::audit::event::{self, Caller, Decision, SqlRecord, ToolCall};
 use crate::audit::sink::{AuditError, AuditLog};
 use crate::auth::Principal;
 use crate::config::types::FailurePolicy;
+use crate::config::validate::BUILTIN_TOOLS;
 use crate::config::{ParamType, Settings, ToolDef};
 use crate::db::{CallLimits, Database, DbError};
 use crate::metrics::{self, Metrics};
@@ -73,12 +74,17 @@ impl CallContext {
     }
 }
 
+/// Whether `settings` offer a tool named `name` (to anyone): a built-in or a lookup tool.
+fn offers(settings: &Settings, name: &str) -> bool {
+    BUILTIN_TOOLS.contains(&name) || settings.tools.iter().any(|t| t.name == name)
+}
+
 /// The names of every tool a config defines (built-ins first): the only tool labels metrics
 /// use.
 fn tool_names(settings: &Settings) -> Vec<String> {
-    ["query", "list_tables", "describe_table"]
-        .into_iter()
-        .map(str::to_string)
+    BUILTIN_TOOLS
+        .iter()
+        .map(|t| t.to_string())
         .chain(settings.tools.iter().map(|t| t.name.clone()))
         .collect()
 }
@@ -258,8 +264,7 @@ impl Engine {
     /// Whether `name` is a tool this config offers (to anyone): what [`Engine::tools`] lists,
     /// without building the list.
     pub fn has_tool(&self, name: &str) -> bool {
-        matches!(name, "query" | "list_tables" | "describe_table")
-            || self.settings().tools.iter().any(|t| t.name == name)
+        offers(&self.settings(), name)
     }
 
     /// Every tool this server offers: the three built-ins and the configured lookup tools.
@@ -456,8 +461,7 @@ impl Engine {
         let s = settings.as_ref();
         let principal = &ctx.principal;
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let known = matches!(tool, "query" | "list_tables" | "describe_table")
-            || s.tools.iter().any(|t| t.name == tool);
+        let known = offers(s, tool);
         // What the audit trail may keep of the arguments: never the model's SQL text (its
         // literals can be data), never values under keys that look secret.
         let mut audit_args = arguments.clone();
