@@ -180,11 +180,9 @@ impl AdminListener {
         tracing::info!(address = %self.local, "pgward serving admin endpoints");
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut builder =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .http1_only();
+        // HTTP/1.1 only: the HTTP/2 server is not built in (TLS offers only `http/1.1` by ALPN).
+        let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .http1()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
         tokio::pin!(shutdown);
@@ -207,9 +205,7 @@ impl AdminListener {
                 continue;
             };
             let service = hyper_util::service::TowerToHyperService::new(app.clone());
-            let connection = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .into_owned();
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
             let watched = graceful.watch(connection);
             tokio::spawn(async move {
                 let _slot = slot;

@@ -243,6 +243,41 @@ async fn posture_check_sees_powerful_role_memberships() {
     );
 }
 
+/// The writable-table scan narrows `pg_class` to the reported schemas before it tests
+/// privileges: it must still find a column-level write grant and a table outside `public`,
+/// and a reader with SELECT only has no finding.
+#[tokio::test]
+async fn posture_check_finds_column_write_grants_in_any_schema() {
+    let f = fixture();
+    let su = f.superuser().await;
+    su.batch_execute(
+        "DROP SCHEMA IF EXISTS pgward_posture CASCADE;          DROP ROLE IF EXISTS pgward_test_column_writer;          CREATE ROLE pgward_test_column_writer LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;          CREATE SCHEMA pgward_posture;          CREATE TABLE pgward_posture.notes (id int PRIMARY KEY, body text);          GRANT USAGE ON SCHEMA pgward_posture, public TO pgward_test_column_writer;          GRANT SELECT ON public.orders, pgward_posture.notes TO pgward_test_column_writer",
+    )
+    .await
+    .unwrap();
+    let mut settings = f.settings(&TestConfig::default()).database;
+    settings.url = f.url_for("pgward_test_column_writer");
+    let db = Database::connect(&settings).unwrap();
+    let read_only = db.posture().await.unwrap();
+    su.batch_execute("GRANT UPDATE (body) ON pgward_posture.notes TO pgward_test_column_writer")
+        .await
+        .unwrap();
+    let writable = db.posture().await.unwrap();
+    su.batch_execute(
+        "DROP SCHEMA pgward_posture CASCADE;          REVOKE ALL ON public.orders FROM pgward_test_column_writer;          REVOKE ALL ON SCHEMA public FROM pgward_test_column_writer;          DROP ROLE pgward_test_column_writer",
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_only, Vec::<String>::new());
+    assert_eq!(
+        writable,
+        vec![
+            "role `pgward_test_column_writer` can write to 1 table(s), e.g. pgward_posture.notes"
+                .to_string()
+        ]
+    );
+}
+
 /// Found in the HTTP review: a lookup tool reading a table whose scope the caller lacks must be
 /// refused and hidden, like `query` on that table.
 #[tokio::test]

@@ -404,6 +404,10 @@ impl Database {
         &self,
         tables: &[QualifiedName],
     ) -> Result<BTreeMap<QualifiedName, Vec<CatalogColumn>>, DbError> {
+        if tables.is_empty() {
+            // Nothing to ask (a config without `columns = "all"` at start-up): no round trip.
+            return Ok(BTreeMap::new());
+        }
         // Each table once, so no column is read twice.
         let tables: Vec<&QualifiedName> = tables
             .iter()
@@ -464,18 +468,26 @@ impl Database {
     }
 
     /// [`Database::posture`] of `role`, as the login role switches to it for a call.
+    ///
+    /// The writable-table scan first narrows `pg_class` to the schemas it reports on (the
+    /// MATERIALIZED fence keeps PostgreSQL from testing privileges on every system catalog
+    /// before the schema filter, which made this the slowest query of a cold start: bind and
+    /// execute took 5.0–7.2 ms in a fresh backend on the demo database, 2.1 ms with the fence).
     pub async fn posture_as(&self, role: Option<&str>) -> Result<Vec<String>, DbError> {
         let rows = self
             .catalog_query_as(
                 role,
                 "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, \
-                 (SELECT pg_catalog.array_agg(n.nspname::text || '.' || c.relname::text ORDER BY 1) \
-                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                     AND n.nspname NOT LIKE 'pg\\_toast%' \
-                     AND (pg_catalog.has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') \
-                          OR pg_catalog.has_any_column_privilege(c.oid, 'INSERT, UPDATE'))), \
+                 (WITH seen AS MATERIALIZED ( \
+                    SELECT c.oid, n.nspname, c.relname \
+                      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                       AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                       AND n.nspname NOT LIKE 'pg\\_toast%') \
+                  SELECT pg_catalog.array_agg(s.nspname::text || '.' || s.relname::text ORDER BY 1) \
+                    FROM seen s \
+                   WHERE pg_catalog.has_table_privilege(s.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') \
+                      OR pg_catalog.has_any_column_privilege(s.oid, 'INSERT, UPDATE')), \
                  (SELECT pg_catalog.array_agg(n.nspname::text ORDER BY 1) FROM pg_catalog.pg_namespace n \
                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
                      AND n.nspname NOT LIKE 'pg\\_%' \

@@ -269,11 +269,9 @@ async fn serve_connections(
 ) -> Result<(), McpServeError> {
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections as usize));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .http1_only();
+    // HTTP/1.1 only: the HTTP/2 server is not built in (TLS offers only `http/1.1` by ALPN).
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
@@ -303,9 +301,8 @@ async fn serve_connections(
             let outcome = match tls {
                 None => {
                     let service = hyper_util::service::TowerToHyperService::new(app);
-                    let connection = builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                        .into_owned();
+                    let connection =
+                        builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
                     watcher.watch(connection).await
                 }
                 Some(acceptor) => {
@@ -330,9 +327,8 @@ async fn serve_connections(
                     let service = hyper_util::service::TowerToHyperService::new(
                         app.layer(axum::Extension(peer_cert)),
                     );
-                    let connection = builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .into_owned();
+                    let connection =
+                        builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     watcher.watch(connection).await
                 }
             };
