@@ -719,3 +719,108 @@ async fn the_columns_of_several_tables_match_one_table_at_a_time() {
     );
     assert!(all[&missing].is_empty());
 }
+
+/// Model-written SQL runs with its compared integers bound as typed parameters
+/// (`pgward::sql::literals`). That changes no answer: each query gives the same rows run with
+/// its literals in the text, compared with columns of other types (bigint, int, numeric), as
+/// negatives, past int4, in IN lists, BETWEEN, HAVING, JOIN ON, CASE and a CTE.
+#[tokio::test]
+async fn lifted_literals_give_the_rows_of_the_literal_text() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    let policy = engine.settings().policy.clone();
+    let db = one_connection(&f);
+    // (query, how many literals are lifted)
+    let cases = [
+        ("SELECT id, status FROM orders WHERE id = 7", 1),
+        (
+            "SELECT id FROM orders WHERE id IN (3, 1, 2) AND quantity >= 1 ORDER BY id",
+            4,
+        ),
+        (
+            "SELECT count(*) FROM orders WHERE total > 100 AND total <= 100000",
+            2,
+        ),
+        (
+            "SELECT id FROM orders WHERE id BETWEEN -5 AND 4 ORDER BY id DESC",
+            2,
+        ),
+        (
+            "SELECT count(*) FROM orders WHERE id < 3000000000 AND id > -3000000000",
+            2,
+        ),
+        (
+            "SELECT status, count(*) FROM orders GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
+            1,
+        ),
+        (
+            "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id AND c.id = 1 ORDER BY 1",
+            1,
+        ),
+        (
+            "SELECT id = 5 AS five, CASE WHEN quantity > 2 THEN 'many' END AS q FROM orders \
+             WHERE 1 = 1 ORDER BY id LIMIT 10",
+            4,
+        ),
+        (
+            "WITH big AS (SELECT id FROM orders WHERE quantity <> 1) \
+             SELECT count(*) FROM big WHERE id > (SELECT 10)",
+            1,
+        ),
+        (
+            "SELECT name FROM products WHERE in_stock >= 0 AND price < 1000 AND id NOT IN (2) ORDER BY id",
+            3,
+        ),
+    ];
+    for (sql, lifted) in cases {
+        let checked = pgward::sql::check(&policy, sql, pgward::sql::ParamMode::None).unwrap();
+        assert_eq!(checked.literals.len(), lifted, "{sql}: {}", checked.run_sql);
+        assert_ne!(checked.run_sql, checked.sql, "{sql}");
+        let args: Vec<(String, serde_json::Value)> = checked
+            .literals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("${}", i + 1), json!(v)))
+            .collect();
+        let literal = db.run(&checked.sql, &[], LIMITS, pending()).await.unwrap();
+        let bound = db
+            .run(&checked.run_sql, &args, LIMITS, pending())
+            .await
+            .unwrap();
+        assert!(!literal.rows.is_empty(), "{sql}");
+        assert_eq!(bound.columns, literal.columns, "{sql}");
+        assert_eq!(bound.rows, literal.rows, "{sql}");
+    }
+}
+
+/// Lookups that differ only in a compared integer are one statement to PostgreSQL: the
+/// connection describes it once and keeps it, where each literal text was a new statement.
+#[tokio::test]
+async fn lookups_differing_in_a_literal_share_one_kept_statement() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    let policy = engine.settings().policy.clone();
+    let db = one_connection(&f);
+    let mut texts = std::collections::BTreeSet::new();
+    for id in 1..=6i64 {
+        let sql = format!("SELECT id, status FROM orders WHERE id = {id}");
+        let checked = pgward::sql::check(&policy, &sql, pgward::sql::ParamMode::None).unwrap();
+        assert_eq!(checked.literals, vec![id]);
+        let out = db
+            .run(
+                &checked.run_sql,
+                &[("$1".to_string(), json!(id))],
+                LIMITS,
+                pending(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.rows.len(), 1, "{sql}");
+        assert_eq!(out.rows[0][0], json!(id), "{sql}");
+        texts.insert(checked.run_sql);
+    }
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    let count = "SELECT pg_catalog.count(*)::int8 AS total FROM pg_catalog.pg_prepared_statements \
+                 WHERE pg_catalog.strpos(statement, 'WHERE id = $1' || '::INT4') > 0 LIMIT 1";
+    assert_eq!(rows_of(&db, count).await, vec![vec![json!(1)]]);
+}

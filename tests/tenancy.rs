@@ -127,7 +127,7 @@ async fn each_tenant_sees_only_its_rows_whatever_the_query_shape() {
     let globex = caller("gus", Some("globex"));
 
     // (query, what acme sees, what globex sees)
-    let cases: [(&str, Vec<&str>, Vec<&str>); 9] = [
+    let cases: [(&str, Vec<&str>, Vec<&str>); 11] = [
         (
             "SELECT name FROM projects ORDER BY id",
             vec!["Rocket skates", "Giant magnet"],
@@ -181,6 +181,17 @@ async fn each_tenant_sees_only_its_rows_whatever_the_query_shape() {
             vec!["0"],
             vec!["2"],
         ),
+        // Compared integers are bound as parameters ahead of the claim (`sql::literals`).
+        (
+            "SELECT count(*) FROM tasks WHERE id > 0 AND id <> -1",
+            vec!["3"],
+            vec!["2"],
+        ),
+        (
+            "SELECT title FROM tasks WHERE id BETWEEN -1 AND 3000000000 AND id NOT IN (0) ORDER BY id",
+            vec!["Order wheels", "Test on a cliff", "Find a big horseshoe"],
+            vec!["Hire henchmen", "Build volcano lair"],
+        ),
     ];
     for (query, want_acme, want_globex) in cases {
         assert_eq!(
@@ -195,7 +206,7 @@ async fn each_tenant_sees_only_its_rows_whatever_the_query_shape() {
         );
     }
 
-    // The SQL that ran names the filter, with the claim bound, never written into the text.
+    // The SQL shown names the filter, with the claim bound, never written into the text.
     let out = sql(&engine, &acme, "SELECT name FROM projects").await;
     let ran = out.meta["pgward/sql"].as_str().unwrap();
     assert!(

@@ -581,7 +581,14 @@ impl Engine {
         if !missing.is_empty() {
             return insufficient_scope(&missing);
         }
-        self.execute(settings, principal, &checked, Vec::new(), cancelled)
+        // The lifted literals are the statement's first parameters.
+        let literals = checked
+            .literals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("${}", i + 1), json!(v)))
+            .collect();
+        self.execute(settings, principal, &checked, literals, cancelled)
             .await
     }
 
@@ -718,7 +725,7 @@ impl Engine {
             .db
             .run_as(
                 role,
-                &checked.sql,
+                &checked.run_sql,
                 &args,
                 &claims,
                 &context,

@@ -63,8 +63,15 @@ pub struct OutputRedaction {
 /// An accepted query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
-    /// The SQL to run: re-serialized from the checked, rewritten tree.
+    /// The checked SQL: re-serialized from the checked, rewritten tree, literals in place.
+    /// What the model is shown and `pgward check` prints.
     pub sql: String,
+    /// The SQL to run: `sql` with the compared integer literals of model-written SQL lifted out
+    /// as typed parameters ([`super::literals`]), re-serialized from the same tree. The same as
+    /// `sql` for a lookup tool's SQL.
+    pub run_sql: String,
+    /// The lifted literals' values: bound as `$1`, `$2`, ... ahead of the row filters' claims.
+    pub literals: Vec<i64>,
     /// Output columns to redact.
     pub redactions: Vec<OutputRedaction>,
     /// The allowlisted tables the query reads.
@@ -145,24 +152,35 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         ParamMode::None => 1,
         ParamMode::Tool { count } => count + 1,
     };
-    let claim_params = super::rowfilter::inject(&mut statement, policy, first)
-        .map_err(|e| vec![Violation::new(Code::UnsupportedSyntax, e.to_string())])?;
-    let sql = statement.to_string();
-    // INVARIANT: the text PostgreSQL runs means the tree that was checked. sqlparser's
-    // serializer leaves a quote inside a string value undoubled when it follows a backslash or
-    // another quote (the value `a\'` comes out as `'a\''`), so in the text a literal could
-    // end early and what follows it would run unchecked. The canonical text is parsed again
-    // and must give back exactly the checked tree; otherwise the query is refused.
-    if reparse(&sql).as_ref() != Some(&statement) {
-        return Err(vec![Violation::new(
-            Code::UnsupportedSyntax,
-            "a string literal in this query cannot be passed on exactly (a quote after a \
-             backslash, or two quotes in a row, inside a string); write it another way, \
-             e.g. with chr(39) for a quote",
-        )]);
-    }
+    // Model-written SQL only: a tool's SQL is the same text on every call already.
+    let mut lifted = match mode {
+        ParamMode::None => {
+            let mut tree = statement.clone();
+            let values = super::literals::lift(&mut tree, first);
+            (!values.is_empty()).then_some((tree, values))
+        }
+        ParamMode::Tool { .. } => None,
+    };
+    let claim_params = inject_row_filters(&mut statement, policy, first)?;
+    let sql = canonical_text(&statement)?;
+    let (run_sql, literals) = match lifted.as_mut() {
+        None => (sql.clone(), Vec::new()),
+        Some((tree, values)) => {
+            // The claims follow the lifted literals; the same claims, in the same order.
+            let claims = inject_row_filters(tree, policy, first + values.len())?;
+            if claims != claim_params {
+                return Err(vec![Violation::new(
+                    Code::UnsupportedSyntax,
+                    "the row filters of this query could not be applied",
+                )]);
+            }
+            (canonical_text(tree)?, std::mem::take(values))
+        }
+    };
     Ok(Checked {
         sql,
+        run_sql,
+        literals,
         redactions: checker.redactions,
         tables: checker.tables.into_iter().collect(),
         limit: checker.limit,
@@ -170,6 +188,35 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         width: checker.width,
         claim_params,
     })
+}
+
+fn inject_row_filters(
+    statement: &mut Statement,
+    policy: &Policy,
+    first: usize,
+) -> Result<Vec<String>, Vec<Violation>> {
+    super::rowfilter::inject(statement, policy, first)
+        .map_err(|e| vec![Violation::new(Code::UnsupportedSyntax, e.to_string())])
+}
+
+/// The text of the checked tree.
+///
+/// INVARIANT: the text PostgreSQL runs means the tree that was checked. sqlparser's serializer
+/// leaves a quote inside a string value undoubled when it follows a backslash or another quote
+/// (the value `a\'` comes out as `'a\''`), so in the text a literal could end early and what
+/// follows it would run unchecked. The text is parsed again and must give back exactly the
+/// checked tree; otherwise the query is refused.
+fn canonical_text(statement: &Statement) -> Result<String, Vec<Violation>> {
+    let sql = statement.to_string();
+    if reparse(&sql).as_ref() != Some(statement) {
+        return Err(vec![Violation::new(
+            Code::UnsupportedSyntax,
+            "a string literal in this query cannot be passed on exactly (a quote after a \
+             backslash, or two quotes in a row, inside a string); write it another way, \
+             e.g. with chr(39) for a quote",
+        )]);
+    }
+    Ok(sql)
 }
 
 /// The one statement `sql` holds, parsed as [`check`] parses.

@@ -8,6 +8,7 @@
 mod check;
 pub mod fingerprint;
 mod functions;
+pub mod literals;
 pub mod roundtrip;
 pub mod rowfilter;
 mod violation;

@@ -271,5 +271,30 @@ mod tests {
         );
         assert_eq!(c.claim_params, vec!["tenant"]);
         assert_eq!(c.placeholders, 1);
+        assert_eq!(c.run_sql, c.sql);
+        assert!(c.literals.is_empty());
+    }
+
+    #[test]
+    fn lifted_literals_come_first_and_the_claims_follow_them() {
+        let c = check(
+            &policy(),
+            "SELECT name FROM projects WHERE id = 5 OR id IN (6, 7)",
+            ParamMode::None,
+        )
+        .unwrap();
+        // What the model is shown keeps its literals; what runs binds them.
+        assert_eq!(
+            c.sql,
+            "SELECT name FROM (SELECT \"id\", \"name\" FROM \"public\".\"projects\" WHERE \"tenant\" = $1) AS \"projects\" \
+             WHERE id = 5 OR id IN (6, 7) LIMIT 11"
+        );
+        assert_eq!(
+            c.run_sql,
+            "SELECT name FROM (SELECT \"id\", \"name\" FROM \"public\".\"projects\" WHERE \"tenant\" = $4) AS \"projects\" \
+             WHERE id = $1::INT4 OR id IN ($2::INT4, $3::INT4) LIMIT 11"
+        );
+        assert_eq!(c.literals, vec![5, 6, 7]);
+        assert_eq!(c.claim_params, vec!["tenant"]);
     }
 }

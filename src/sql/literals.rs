@@ -1,0 +1,226 @@
+//! CORE: integer literals that are compared with a value, lifted out of checked model SQL as
+//! typed parameters.
+//!
+//! A model looks rows up by writing the value into the SQL (`... WHERE id = 42`), so every
+//! lookup is new SQL text to PostgreSQL: parsed, described and planned again, in two round
+//! trips. With the compared integers lifted out (`... WHERE id = $1::INT4`, 42 bound), lookups
+//! that differ only in those values are one statement, which a connection keeps: one round
+//! trip, no parse.
+//!
+//! Only what cannot change the query's meaning is lifted: a decimal integer literal (or its
+//! negation) that is a direct operand of a comparison (`=`, `<>`, `<`, `<=`, `>`, `>=`), an
+//! item of an `IN (...)` list or a bound of `BETWEEN`. It becomes a parameter cast to the type
+//! PostgreSQL gives that literal (`int4` when it fits, else `int8`; larger ones stay literal),
+//! so operator and type resolution are exactly as before. Positions where a constant means
+//! something else (`ORDER BY 1`, `GROUP BY 1`, LIMIT, window frames) are never comparison
+//! operands, and strings, decimals and typed literals are left alone (a string's type comes
+//! from its context, which a parameter would not always get).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, CastKind, DataType, Expr, InTarget, Statement, UnaryOperator, Value, VisitorMut,
+};
+
+/// At most this many literals are lifted from one statement; any further ones stay in the
+/// text (a long `IN` list is rarely repeated with the same length anyway).
+pub const MAX_LIFTED: usize = 64;
+
+/// Replaces the compared integer literals of `statement` by `$first`, `$first + 1`, ... and
+/// returns their values in placeholder order.
+pub fn lift(statement: &mut Statement, first: usize) -> Vec<i64> {
+    let mut lifter = Lifter {
+        first,
+        values: Vec::new(),
+    };
+    let _ = sqlparser::ast::VisitMut::visit(statement, &mut lifter);
+    lifter.values
+}
+
+struct Lifter {
+    first: usize,
+    values: Vec<i64>,
+}
+
+impl Lifter {
+    fn lift(&mut self, expr: &mut Expr) {
+        if self.values.len() >= MAX_LIFTED {
+            return;
+        }
+        let Some(value) = integer_literal(expr) else {
+            return;
+        };
+        let data_type = if i32::try_from(value).is_ok() {
+            DataType::Int4(None)
+        } else {
+            DataType::Int8(None)
+        };
+        let placeholder = format!("${}", self.first + self.values.len());
+        self.values.push(value);
+        *expr = Expr::Cast {
+            kind: CastKind::DoubleColon,
+            expr: Box::new(Expr::value(Value::Placeholder(placeholder))),
+            data_type,
+            format: None,
+        };
+    }
+}
+
+impl VisitorMut for Lifter {
+    type Break = ();
+
+    // Pre-visit: the operands are replaced before the walk reaches them, and a placeholder is
+    // never an integer literal, so nothing is lifted twice.
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::BinaryOp {
+                left,
+                op:
+                    BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                right,
+            } => {
+                self.lift(left);
+                self.lift(right);
+            }
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                ..
+            } => {
+                self.lift(expr);
+                for item in list {
+                    self.lift(item);
+                }
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                self.lift(expr);
+                self.lift(low);
+                self.lift(high);
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The value of a decimal integer literal, or of one negated (PostgreSQL folds `-5` into the
+/// constant, typed by the negated value), when it fits `int8`.
+fn integer_literal(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Value(v) => digits(&v.value).and_then(|d| d.parse::<i64>().ok()),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => digits(&v.value)
+                .and_then(|d| d.parse::<i128>().ok())
+                .and_then(|n| i64::try_from(-n).ok()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The text of a number literal written in decimal digits only (not `1.5`, `1e3`, `0x1F`,
+/// `1_000`, or one with sqlparser's `L` suffix).
+fn digits(value: &Value) -> Option<&str> {
+    match value {
+        Value::Number(text, false)
+            if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(text.as_str())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    use super::{MAX_LIFTED, lift};
+
+    fn lifted(sql: &str, first: usize) -> (String, Vec<i64>) {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_default();
+        assert_eq!(statements.len(), 1, "{sql}");
+        let mut statement = statements.remove(0);
+        let values = lift(&mut statement, first);
+        (statement.to_string(), values)
+    }
+
+    #[test]
+    fn compared_integers_become_typed_parameters() {
+        assert_eq!(
+            lifted("SELECT id FROM t WHERE id = 42 AND 7 < n", 1),
+            (
+                "SELECT id FROM t WHERE id = $1::INT4 AND $2::INT4 < n".into(),
+                vec![42, 7]
+            )
+        );
+        assert_eq!(
+            lifted(
+                "SELECT a FROM t WHERE a IN (1, -2) AND b BETWEEN 3 AND 4 AND c <> 5",
+                3
+            ),
+            (
+                "SELECT a FROM t WHERE a IN ($3::INT4, $4::INT4) AND b BETWEEN $5::INT4 AND $6::INT4 AND c <> $7::INT4"
+                    .into(),
+                vec![1, -2, 3, 4, 5]
+            )
+        );
+    }
+
+    #[test]
+    fn each_literal_keeps_the_type_postgresql_gives_it() {
+        // int4 when it fits (the negated minimum too, as PostgreSQL folds the sign in), int8
+        // when only that fits, and a literal past int8 stays in the text (numeric).
+        assert_eq!(
+            lifted(
+                "SELECT a FROM t WHERE a = 2147483647 OR a = -2147483648 OR a = 2147483648 \
+                 OR a = -9223372036854775808 OR a = 9223372036854775808",
+                1
+            ),
+            (
+                "SELECT a FROM t WHERE a = $1::INT4 OR a = $2::INT4 OR a = $3::INT8 \
+                 OR a = $4::INT8 OR a = 9223372036854775808"
+                    .into(),
+                vec![2147483647, -2147483648, 2147483648, i64::MIN]
+            )
+        );
+    }
+
+    #[test]
+    fn constants_that_mean_something_else_stay_in_the_text() {
+        for sql in [
+            "SELECT a, count(*) FROM t GROUP BY 1 ORDER BY 2 DESC LIMIT 10 OFFSET 5",
+            "SELECT a FROM t WHERE a = 1.5 OR a = 1e3 OR a = 0x1F OR b = 'x' OR c = '5'",
+            "SELECT a + 1, sum(b) OVER (ORDER BY a ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM t",
+            "SELECT a FROM t WHERE a = DATE '2024-01-01' OR b = +5 OR c = -(5) OR d = 1 + 2",
+            "SELECT substring(a FROM 1 FOR 3) FROM t WHERE a IN (SELECT 1)",
+        ] {
+            let (text, values) = lifted(sql, 1);
+            assert_eq!(values, Vec::<i64>::new(), "{sql}");
+            assert!(!text.contains('$'), "{text}");
+        }
+    }
+
+    #[test]
+    fn lifting_stops_at_the_cap() {
+        let items: Vec<String> = (0..MAX_LIFTED + 3).map(|i| i.to_string()).collect();
+        let sql = format!("SELECT a FROM t WHERE a IN ({})", items.join(", "));
+        let (text, values) = lifted(&sql, 1);
+        assert_eq!(values.len(), MAX_LIFTED);
+        assert!(
+            text.contains(&format!("${MAX_LIFTED}::INT4, 64, 65, 66)")),
+            "{text}"
+        );
+    }
+}
