@@ -157,13 +157,6 @@ struct Call {
 }
 
 impl Call {
-    fn run_params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
-        self.run_params
-            .iter()
-            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect()
-    }
-
     fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
         self.param
             .as_ref()
@@ -660,7 +653,18 @@ async fn raw_kept_call(
             s
         }
     };
-    let rows = client.query(&stmt, &call.run_params()).await?;
+    // Each value as the type the statement takes (a lifted literal may be `int4`).
+    let mut values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync>> = Vec::new();
+    for (v, ty) in call.run_params.iter().zip(stmt.params()) {
+        if *ty == tokio_postgres::types::Type::INT4 {
+            values.push(Box::new(i32::try_from(*v)?));
+        } else {
+            values.push(Box::new(*v));
+        }
+    }
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        values.iter().map(|b| &**b).collect();
+    let rows = client.query(&stmt, &refs).await?;
     if rows.len() as u64 != expected_rows {
         return Err(err(format!(
             "raw kept: {} rows, wanted {expected_rows}",

@@ -735,7 +735,7 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
         ("SELECT id, status FROM orders WHERE id = 7", 1),
         (
             "SELECT id FROM orders WHERE id IN (3, 1, 2) AND quantity >= 1 ORDER BY id",
-            4,
+            3,
         ),
         (
             "SELECT count(*) FROM orders WHERE total > 100 AND total <= 100000",
@@ -760,7 +760,7 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
         (
             "SELECT id = 5 AS five, CASE WHEN quantity > 2 THEN 'many' END AS q FROM orders \
              WHERE 1 = 1 ORDER BY id LIMIT 10",
-            4,
+            3,
         ),
         (
             "WITH big AS (SELECT id FROM orders WHERE quantity <> 1) \
@@ -770,6 +770,21 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
         (
             "SELECT name FROM products WHERE in_stock >= 0 AND price < 1000 AND id NOT IN (2) ORDER BY id",
             3,
+        ),
+        // The same expression twice: equal values share a parameter, so PostgreSQL still
+        // matches the GROUP BY, ORDER BY and DISTINCT ON expressions with the select list's.
+        (
+            "SELECT CASE WHEN total > 100 THEN 'big' ELSE 'small' END AS size, count(*) FROM orders \
+             GROUP BY CASE WHEN total > 100 THEN 'big' ELSE 'small' END ORDER BY 1",
+            1,
+        ),
+        (
+            "SELECT quantity > 2 AS many, count(*) FROM orders GROUP BY 1 ORDER BY quantity > 2",
+            1,
+        ),
+        (
+            "SELECT DISTINCT ON (quantity > 2) id FROM orders ORDER BY quantity > 2, id",
+            1,
         ),
     ];
     for (sql, lifted) in cases {
@@ -820,7 +835,31 @@ async fn lookups_differing_in_a_literal_share_one_kept_statement() {
         texts.insert(checked.run_sql);
     }
     assert_eq!(texts.len(), 1, "{texts:?}");
-    let count = "SELECT pg_catalog.count(*)::int8 AS total FROM pg_catalog.pg_prepared_statements \
-                 WHERE pg_catalog.strpos(statement, 'WHERE id = $1' || '::INT4') > 0 LIMIT 1";
-    assert_eq!(rows_of(&db, count).await, vec![vec![json!(1)]]);
+    // One statement, its parameter typed as PostgreSQL types the literal `1`.
+    let kept = "SELECT parameter_types::text[] AS types FROM pg_catalog.pg_prepared_statements \
+                WHERE pg_catalog.strpos(statement, 'WHERE id = $1' || '::INTEGER') > 0 LIMIT 5";
+    assert_eq!(rows_of(&db, kept).await, vec![vec![json!(["integer"])]]);
+}
+
+/// A kept statement is planned with each call's values (`plan_cache_mode =
+/// force_custom_plan`), as its literal text is. After five executions PostgreSQL would
+/// otherwise try a generic plan, where `1/0` in a branch the values rule out is folded, and
+/// fails, at plan time; with the literals in the text the branch is dropped first.
+#[tokio::test]
+async fn a_kept_statement_is_planned_with_its_values() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    let policy = engine.settings().policy.clone();
+    let db = one_connection(&f);
+    let sql = "SELECT id, CASE WHEN 0 = 1 THEN 1 / 0 END AS never FROM orders WHERE id = 1";
+    let checked = pgward::sql::check(&policy, sql, pgward::sql::ParamMode::None).unwrap();
+    assert_eq!(checked.literals, vec![0, 1]);
+    let args = [("$1".to_string(), json!(0)), ("$2".to_string(), json!(1))];
+    for call in 1..=8 {
+        let out = db
+            .run(&checked.run_sql, &args, LIMITS, pending())
+            .await
+            .unwrap_or_else(|e| panic!("call {call}: {e}"));
+        assert_eq!(out.rows, vec![vec![json!(1), json!(null)]], "call {call}");
+    }
 }

@@ -484,16 +484,17 @@ impl Database {
                      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
                        AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                        AND n.nspname NOT LIKE 'pg\\_toast%') \
-                  SELECT pg_catalog.array_agg(s.nspname::text || '.' || s.relname::text ORDER BY 1) \
+                  SELECT pg_catalog.array_agg(s.nspname::text || '.' || s.relname::text \
+                                              ORDER BY s.nspname, s.relname) \
                     FROM seen s \
                    WHERE pg_catalog.has_table_privilege(s.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') \
                       OR pg_catalog.has_any_column_privilege(s.oid, 'INSERT, UPDATE')), \
-                 (SELECT pg_catalog.array_agg(n.nspname::text ORDER BY 1) FROM pg_catalog.pg_namespace n \
+                 (SELECT pg_catalog.array_agg(n.nspname::text ORDER BY n.nspname) FROM pg_catalog.pg_namespace n \
                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
                      AND n.nspname NOT LIKE 'pg\\_%' \
                      AND pg_catalog.has_schema_privilege(n.oid, 'CREATE')) \
                  , r.rolreplication, \
-                 (SELECT pg_catalog.array_agg(g ORDER BY 1) FROM pg_catalog.unnest(ARRAY['pg_read_all_data', \
+                 (SELECT pg_catalog.array_agg(g ORDER BY g) FROM pg_catalog.unnest(ARRAY['pg_read_all_data', \
                     'pg_write_all_data', 'pg_read_server_files', 'pg_write_server_files', \
                     'pg_execute_server_program', 'pg_signal_backend']) AS g \
                    WHERE pg_catalog.pg_has_role(current_user, g, 'MEMBER')) \
@@ -561,13 +562,14 @@ pub struct CatalogColumn {
 
 /// The statements that open every call's transaction (pgward's own constants, sent with the
 /// simple protocol; the model's SQL never is): `BEGIN READ ONLY`, then a `SET LOCAL` of each
-/// of [`session_settings`] but the read-only default, which BEGIN stands for, with
+/// of [`session_settings`] but the read-only default, which BEGIN stands for, and the plan
+/// cache mode, which guards no boundary (the connection's own setting serves), with
 /// [`IN_CALL_SETTING`] `on`. Public so tests can reproduce the session.
 pub fn begin_sql(cfg: &DatabaseConfig) -> String {
     let mut sql = "BEGIN READ ONLY".to_string();
     for (name, value) in session_settings(cfg) {
         let value = match name {
-            "default_transaction_read_only" => continue,
+            "default_transaction_read_only" | "plan_cache_mode" => continue,
             IN_CALL_SETTING => "on".to_string(),
             _ => value,
         };
@@ -593,7 +595,7 @@ pub fn session_options(cfg: &DatabaseConfig) -> String {
 /// standard_conforming_strings is pinned on: the check reads string literals that way, and a
 /// role or database default of off would give backslashes another meaning.
 /// [`IN_CALL_SETTING`] starts `off`, so a role or database default cannot stand in for the
-/// BEGIN batch.
+/// BEGIN batch. `plan_cache_mode` keeps plans as the literal SQL's.
 fn session_settings(cfg: &DatabaseConfig) -> Vec<(&'static str, String)> {
     vec![
         ("default_transaction_read_only", "on".into()),
@@ -606,6 +608,10 @@ fn session_settings(cfg: &DatabaseConfig) -> Vec<(&'static str, String)> {
         ("standard_conforming_strings", "on".into()),
         ("search_path", search_path(cfg)),
         (IN_CALL_SETTING, "off".into()),
+        // Every execution of a kept statement is planned with its values, as the SQL text
+        // with its literals would be (`sql::literals`): a generic plan could differ, and fails
+        // where the literal text does not (`CASE WHEN 0 = 1 THEN 1/0 END`, folded at plan time).
+        ("plan_cache_mode", "force_custom_plan".into()),
     ]
 }
 

@@ -504,8 +504,9 @@ impl Engine {
                 codes.push(code.to_string());
             }
         }
-        // The SQL as the audit trail keeps it: the SQL that ran (canonical) when there is one,
-        // else what the model sent; normalized either way.
+        // The SQL as the audit trail keeps it: the checked, canonical SQL when there is one
+        // (literals in place; what ran differs only in lifted literals), else what the model
+        // sent; normalized either way.
         let sql_text = outcome
             .meta
             .get("pgward/sql")

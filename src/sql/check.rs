@@ -84,8 +84,8 @@ pub struct Checked {
     /// columns are not known offline). The executor refuses a result of any other width:
     /// redaction is by position, so a miscount must never reach a client.
     pub width: Option<usize>,
-    /// Claims of the caller bound after the tool's own parameters (`$n+1`, ...): the row
-    /// filters of the tables read.
+    /// Claims of the caller bound after the tool's own parameters, or in `run_sql` after the
+    /// lifted literals (`$n+1`, ...): the row filters of the tables read.
     pub claim_params: Vec<String>,
 }
 

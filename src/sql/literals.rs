@@ -3,18 +3,23 @@
 //!
 //! A model looks rows up by writing the value into the SQL (`... WHERE id = 42`), so every
 //! lookup is new SQL text to PostgreSQL: parsed, described and planned again, in two round
-//! trips. With the compared integers lifted out (`... WHERE id = $1::INT4`, 42 bound), lookups
+//! trips. With the compared integers lifted out (`... WHERE id = $1::INTEGER`, 42 bound), lookups
 //! that differ only in those values are one statement, which a connection keeps: one round
 //! trip, no parse.
 //!
 //! Only what cannot change the query's meaning is lifted: a decimal integer literal (or its
 //! negation) that is a direct operand of a comparison (`=`, `<>`, `<`, `<=`, `>`, `>=`), an
-//! item of an `IN (...)` list or a bound of `BETWEEN`. It becomes a parameter cast to the type
-//! PostgreSQL gives that literal (`int4` when it fits, else `int8`; larger ones stay literal),
-//! so operator and type resolution are exactly as before. Positions where a constant means
-//! something else (`ORDER BY 1`, `GROUP BY 1`, LIMIT, window frames) are never comparison
-//! operands, and strings, decimals and typed literals are left alone (a string's type comes
-//! from its context, which a parameter would not always get).
+//! item of an `IN (...)` list or an operand of `BETWEEN`. It becomes a parameter cast to the
+//! type PostgreSQL gives that literal (`INTEGER` (int4) when it fits, else `BIGINT` (int8);
+//! larger ones stay literal; both names are grammar keywords, so no schema can shadow them), so
+//! operator and type resolution are exactly as before. Equal values share one parameter:
+//! PostgreSQL matches a GROUP BY, ORDER BY or DISTINCT ON expression against the select list by
+//! comparing trees, and two equal constants compare equal where two parameters would not.
+//! Positions where a constant means something else (`ORDER BY 1`, `GROUP BY 1`, LIMIT, window
+//! frames) are never comparison operands, and strings, decimals and typed literals are left
+//! alone (a string's type comes from its context, which a parameter would not always get).
+//! Each call is planned with its values (`plan_cache_mode = force_custom_plan`, one of the
+//! session settings), so the plan, and what the planner folds away, is the literal text's.
 
 use std::ops::ControlFlow;
 
@@ -22,12 +27,13 @@ use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Expr, InTarget, Statement, UnaryOperator, Value, VisitorMut,
 };
 
-/// At most this many literals are lifted from one statement; any further ones stay in the
-/// text (a long `IN` list is rarely repeated with the same length anyway).
+/// At most this many values are lifted from one statement; a value first met after that stays
+/// in the text wherever it occurs (a long `IN` list is rarely repeated with the same length
+/// anyway).
 pub const MAX_LIFTED: usize = 64;
 
-/// Replaces the compared integer literals of `statement` by `$first`, `$first + 1`, ... and
-/// returns their values in placeholder order.
+/// Replaces the compared integer literals of `statement` by `$first`, `$first + 1`, ... (one
+/// placeholder per distinct value) and returns the values in placeholder order.
 pub fn lift(statement: &mut Statement, first: usize) -> Vec<i64> {
     let mut lifter = Lifter {
         first,
@@ -44,19 +50,23 @@ struct Lifter {
 
 impl Lifter {
     fn lift(&mut self, expr: &mut Expr) {
-        if self.values.len() >= MAX_LIFTED {
-            return;
-        }
         let Some(value) = integer_literal(expr) else {
             return;
         };
-        let data_type = if i32::try_from(value).is_ok() {
-            DataType::Int4(None)
-        } else {
-            DataType::Int8(None)
+        let index = match self.values.iter().position(|v| *v == value) {
+            Some(i) => i,
+            None if self.values.len() < MAX_LIFTED => {
+                self.values.push(value);
+                self.values.len() - 1
+            }
+            None => return,
         };
-        let placeholder = format!("${}", self.first + self.values.len());
-        self.values.push(value);
+        let data_type = if i32::try_from(value).is_ok() {
+            DataType::Integer(None)
+        } else {
+            DataType::BigInt(None)
+        };
+        let placeholder = format!("${}", self.first + index);
         *expr = Expr::Cast {
             kind: CastKind::DoubleColon,
             expr: Box::new(Expr::value(Value::Placeholder(placeholder))),
@@ -161,7 +171,7 @@ mod tests {
         assert_eq!(
             lifted("SELECT id FROM t WHERE id = 42 AND 7 < n", 1),
             (
-                "SELECT id FROM t WHERE id = $1::INT4 AND $2::INT4 < n".into(),
+                "SELECT id FROM t WHERE id = $1::INTEGER AND $2::INTEGER < n".into(),
                 vec![42, 7]
             )
         );
@@ -171,9 +181,27 @@ mod tests {
                 3
             ),
             (
-                "SELECT a FROM t WHERE a IN ($3::INT4, $4::INT4) AND b BETWEEN $5::INT4 AND $6::INT4 AND c <> $7::INT4"
+                "SELECT a FROM t WHERE a IN ($3::INTEGER, $4::INTEGER) AND b BETWEEN $5::INTEGER AND $6::INTEGER AND c <> $7::INTEGER"
                     .into(),
                 vec![1, -2, 3, 4, 5]
+            )
+        );
+    }
+
+    #[test]
+    fn equal_values_share_one_parameter() {
+        // So the GROUP BY expression still matches the select list's, as equal constants do.
+        assert_eq!(
+            lifted(
+                "SELECT CASE WHEN total > 100 THEN 'big' END, count(*) FROM t \
+                 GROUP BY CASE WHEN total > 100 THEN 'big' END HAVING count(*) > 1",
+                1
+            ),
+            (
+                "SELECT CASE WHEN total > $1::INTEGER THEN 'big' END, count(*) FROM t \
+                 GROUP BY CASE WHEN total > $1::INTEGER THEN 'big' END HAVING count(*) > $2::INTEGER"
+                    .into(),
+                vec![100, 1]
             )
         );
     }
@@ -189,8 +217,8 @@ mod tests {
                 1
             ),
             (
-                "SELECT a FROM t WHERE a = $1::INT4 OR a = $2::INT4 OR a = $3::INT8 \
-                 OR a = $4::INT8 OR a = 9223372036854775808"
+                "SELECT a FROM t WHERE a = $1::INTEGER OR a = $2::INTEGER OR a = $3::BIGINT \
+                 OR a = $4::BIGINT OR a = 9223372036854775808"
                     .into(),
                 vec![2147483647, -2147483648, 2147483648, i64::MIN]
             )
@@ -213,13 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn lifting_stops_at_the_cap() {
+    fn lifting_stops_at_the_cap_but_lifted_values_stay_lifted() {
         let items: Vec<String> = (0..MAX_LIFTED + 3).map(|i| i.to_string()).collect();
-        let sql = format!("SELECT a FROM t WHERE a IN ({})", items.join(", "));
+        let sql = format!(
+            "SELECT a FROM t WHERE a IN ({}) OR b = 0 OR b = 64",
+            items.join(", ")
+        );
         let (text, values) = lifted(&sql, 1);
         assert_eq!(values.len(), MAX_LIFTED);
         assert!(
-            text.contains(&format!("${MAX_LIFTED}::INT4, 64, 65, 66)")),
+            text.ends_with(&format!(
+                "${MAX_LIFTED}::INTEGER, 64, 65, 66) OR b = $1::INTEGER OR b = 64"
+            )),
             "{text}"
         );
     }

@@ -1,13 +1,19 @@
 //! The invariants a fuzzer (and the bounded CI run of the same logic) holds the SQL check to
 //! (CORE): on any input it never panics; whatever it accepts it accepts again, unchanged, after
-//! its own rewrite (same canonical SQL, same redactions, same width); and the audit
-//! fingerprint of accepted SQL keeps no literal.
+//! its own rewrite (same canonical SQL, same redactions, same width); the SQL it runs is the
+//! canonical SQL with only compared integer literals lifted out (putting the bound values back
+//! gives the canonical tree); and the audit fingerprint of accepted SQL keeps no literal.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{CastKind, DataType, Expr, Statement, UnaryOperator, Value, VisitorMut};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
 use crate::policy::{ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, TableRule};
 use crate::redact::Strategy;
-use crate::sql::{DEFAULT_FUNCTIONS, ParamMode, check, fingerprint};
+use crate::sql::{Checked, DEFAULT_FUNCTIONS, ParamMode, check, fingerprint};
 
 /// A demo-shop policy with every feature the rewrite touches: redacted columns, a hidden
 /// column, `columns = "all"`, and a row-filtered table.
@@ -109,7 +115,205 @@ pub fn roundtrip(policy: &Policy, input: &[u8]) -> Result<(), String> {
             return Err(format!("redactions or width changed for {}", first.sql));
         }
     }
+    lifted_only_literals(&first)?;
     fingerprint::fingerprint(&first.sql)
         .map(|_| ())
         .map_err(|e| format!("accepted SQL has no fingerprint ({e}): {}", first.sql))
+}
+
+/// `run_sql` with each lifted value put back (and the claims' placeholders numbered as in
+/// `sql`) must be `sql`'s tree, every value must be used, and each parameter's type must be
+/// the one PostgreSQL gives its literal.
+fn lifted_only_literals(checked: &Checked) -> Result<(), String> {
+    let parse = |text: &str| {
+        Parser::parse_sql(&PostgreSqlDialect {}, text)
+            .ok()
+            .filter(|s| s.len() == 1)
+            .and_then(|mut s| s.pop())
+    };
+    let (Some(mut run), Some(mut sql)) = (parse(&checked.run_sql), parse(&checked.sql)) else {
+        return Err(format!(
+            "the SQL to run does not parse: {}",
+            checked.run_sql
+        ));
+    };
+    let mut unlift = Unlift {
+        values: &checked.literals,
+        used: vec![false; checked.literals.len()],
+        fault: None,
+    };
+    let _ = sqlparser::ast::VisitMut::visit(&mut run, &mut unlift);
+    if let Some(fault) = unlift.fault {
+        return Err(format!("{fault}: {}", checked.run_sql));
+    }
+    if unlift.used.contains(&false) {
+        return Err(format!("a lifted value is never used: {}", checked.run_sql));
+    }
+    normalize_integers(&mut run);
+    normalize_integers(&mut sql);
+    if run != sql {
+        return Err(format!(
+            "lifting changed more than literals: {} -> {}",
+            checked.sql, checked.run_sql
+        ));
+    }
+    Ok(())
+}
+
+/// Puts lifted values back in place of their placeholders.
+struct Unlift<'a> {
+    values: &'a [i64],
+    used: Vec<bool>,
+    fault: Option<String>,
+}
+
+impl VisitorMut for Unlift<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let lifted = self.values.len();
+        if let Some((n, int4)) = lifted_placeholder(expr, lifted) {
+            let value = self.values[n - 1];
+            if i32::try_from(value).is_ok() != int4 {
+                self.fault = Some(format!("${n} has the wrong type for {value}"));
+                return ControlFlow::Break(());
+            }
+            self.used[n - 1] = true;
+            let digits = Expr::value(Value::Number(value.unsigned_abs().to_string(), false));
+            *expr = if value < 0 {
+                Expr::UnaryOp {
+                    op: UnaryOperator::Minus,
+                    expr: Box::new(digits),
+                }
+            } else {
+                digits
+            };
+            return ControlFlow::Continue(());
+        }
+        if let Expr::Value(v) = expr
+            && let Value::Placeholder(p) = &v.value
+        {
+            match placeholder_index(p) {
+                // A claim's: numbered after the lifted values in the SQL to run.
+                Some(n) if n > lifted => v.value = Value::Placeholder(format!("${}", n - lifted)),
+                _ => {
+                    self.fault = Some(format!("stray placeholder {p}"));
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `$n::INTEGER` (true) or `$n::BIGINT` (false) with `n` one of the `lifted` values.
+fn lifted_placeholder(expr: &Expr, lifted: usize) -> Option<(usize, bool)> {
+    let Expr::Cast {
+        kind: CastKind::DoubleColon,
+        expr: inner,
+        data_type,
+        format: None,
+    } = expr
+    else {
+        return None;
+    };
+    let int4 = match data_type {
+        DataType::Integer(None) => true,
+        DataType::BigInt(None) => false,
+        _ => return None,
+    };
+    let Expr::Value(v) = inner.as_ref() else {
+        return None;
+    };
+    let Value::Placeholder(p) = &v.value else {
+        return None;
+    };
+    let n = placeholder_index(p)?;
+    (1..=lifted).contains(&n).then_some((n, int4))
+}
+
+fn placeholder_index(text: &str) -> Option<usize> {
+    text.strip_prefix('$').and_then(|n| n.parse().ok())
+}
+
+/// Writes every decimal integer literal in one form (`007` and `7`, `-0` and `0` are the same
+/// constant to PostgreSQL), so trees compare by value.
+fn normalize_integers(statement: &mut Statement) {
+    struct Normalize;
+    impl VisitorMut for Normalize {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            let zero = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, Value::Number(t, false) if !t.is_empty() && t.bytes().all(|b| b == b'0')));
+            if let Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr: inner,
+            } = expr
+                && zero(inner)
+            {
+                *expr = Expr::value(Value::Number("0".into(), false));
+            }
+            if let Expr::Value(v) = expr
+                && let Value::Number(text, false) = &mut v.value
+                && !text.is_empty()
+                && text.bytes().all(|b| b.is_ascii_digit())
+            {
+                let trimmed = text.trim_start_matches('0');
+                *text = if trimmed.is_empty() { "0" } else { trimmed }.to_string();
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = sqlparser::ast::VisitMut::visit(statement, &mut Normalize);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lifted_only_literals, roundtrip, sample_policy};
+    use crate::sql::{ParamMode, check};
+
+    #[test]
+    fn lifted_sql_gives_back_the_canonical_tree() {
+        let policy = sample_policy();
+        for sql in [
+            "SELECT id FROM orders WHERE id = 007 OR id = -0 OR id IN (1, 2, 1)",
+            "SELECT title FROM tasks WHERE id BETWEEN -3 AND 3000000000 AND project_id <> 4",
+        ] {
+            assert_eq!(roundtrip(&policy, sql.as_bytes()), Ok(()), "{sql}");
+            let checked = check(&policy, sql, ParamMode::None).unwrap_or_else(|v| panic!("{v:?}"));
+            assert!(!checked.literals.is_empty(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_changed_value_type_or_text_is_caught() {
+        let policy = sample_policy();
+        let sql = "SELECT id FROM orders WHERE id = 5 AND customer_id > 3000000000";
+        let checked = check(&policy, sql, ParamMode::None).unwrap_or_else(|v| panic!("{v:?}"));
+        assert_eq!(lifted_only_literals(&checked), Ok(()));
+
+        let mut other_value = checked.clone();
+        other_value.literals[0] = 6;
+        assert!(
+            lifted_only_literals(&other_value)
+                .is_err_and(|e| e.starts_with("lifting changed more than literals")),
+        );
+        let mut wrong_type = checked.clone();
+        wrong_type.literals.swap(0, 1);
+        assert!(
+            lifted_only_literals(&wrong_type)
+                .is_err_and(|e| e.starts_with("$1 has the wrong type"))
+        );
+        let mut unused = checked.clone();
+        unused.literals.push(7);
+        assert!(
+            lifted_only_literals(&unused)
+                .is_err_and(|e| e.starts_with("a lifted value is never used"))
+        );
+        let mut edited = checked;
+        edited.run_sql = edited.run_sql.replace("id = $1", "id >= $1");
+        assert!(
+            lifted_only_literals(&edited)
+                .is_err_and(|e| e.starts_with("lifting changed more than literals"))
+        );
+    }
 }

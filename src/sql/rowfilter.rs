@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(
             c.run_sql,
             "SELECT name FROM (SELECT \"id\", \"name\" FROM \"public\".\"projects\" WHERE \"tenant\" = $4) AS \"projects\" \
-             WHERE id = $1::INT4 OR id IN ($2::INT4, $3::INT4) LIMIT 11"
+             WHERE id = $1::INTEGER OR id IN ($2::INTEGER, $3::INTEGER) LIMIT 11"
         );
         assert_eq!(c.literals, vec![5, 6, 7]);
         assert_eq!(c.claim_params, vec!["tenant"]);
