@@ -56,6 +56,7 @@ async fn a_result_of_another_width_than_the_check_counted_is_refused() {
         max_rows: 10,
         max_bytes: 1 << 20,
         width: Some(3),
+        plan_each_call: false,
     };
     let r = db
         .run("SELECT 1 AS a LIMIT 1", &[], limits, pending())
@@ -66,6 +67,7 @@ async fn a_result_of_another_width_than_the_check_counted_is_refused() {
     );
     let ok = CallLimits {
         width: Some(1),
+        plan_each_call: false,
         ..limits
     };
     let out = db
@@ -85,6 +87,7 @@ async fn an_empty_result_keeps_its_column_names_and_its_checks() {
         max_rows: 10,
         max_bytes: 1 << 20,
         width: Some(2),
+        plan_each_call: false,
     };
     let out = db
         .run(
@@ -121,6 +124,7 @@ async fn an_empty_result_keeps_its_column_names_and_its_checks() {
                 &[],
                 CallLimits {
                     width: None,
+                    plan_each_call: false,
                     ..limits
                 },
                 pending(),
@@ -244,14 +248,21 @@ async fn posture_check_sees_powerful_role_memberships() {
 }
 
 /// The writable-table scan narrows `pg_class` to the reported schemas before it tests
-/// privileges: it must still find a column-level write grant and a table outside `public`,
-/// and a reader with SELECT only has no finding.
+/// privileges: it must still find a column-level write grant and tables outside `public`
+/// (listed by name), and a reader with SELECT only has no finding.
 #[tokio::test]
 async fn posture_check_finds_column_write_grants_in_any_schema() {
     let f = fixture();
     let su = f.superuser().await;
     su.batch_execute(
-        "DROP SCHEMA IF EXISTS pgward_posture CASCADE;          DROP ROLE IF EXISTS pgward_test_column_writer;          CREATE ROLE pgward_test_column_writer LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;          CREATE SCHEMA pgward_posture;          CREATE TABLE pgward_posture.notes (id int PRIMARY KEY, body text);          GRANT USAGE ON SCHEMA pgward_posture, public TO pgward_test_column_writer;          GRANT SELECT ON public.orders, pgward_posture.notes TO pgward_test_column_writer",
+        "DROP SCHEMA IF EXISTS pgward_posture CASCADE; \
+         DROP ROLE IF EXISTS pgward_test_column_writer; \
+         CREATE ROLE pgward_test_column_writer LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+         CREATE SCHEMA pgward_posture; \
+         CREATE TABLE pgward_posture.notes (id int PRIMARY KEY, body text); \
+         CREATE TABLE pgward_posture.alpha (id int PRIMARY KEY); \
+         GRANT USAGE ON SCHEMA pgward_posture, public TO pgward_test_column_writer; \
+         GRANT SELECT ON public.orders, pgward_posture.notes TO pgward_test_column_writer",
     )
     .await
     .unwrap();
@@ -259,12 +270,18 @@ async fn posture_check_finds_column_write_grants_in_any_schema() {
     settings.url = f.url_for("pgward_test_column_writer");
     let db = Database::connect(&settings).unwrap();
     let read_only = db.posture().await.unwrap();
-    su.batch_execute("GRANT UPDATE (body) ON pgward_posture.notes TO pgward_test_column_writer")
-        .await
-        .unwrap();
+    su.batch_execute(
+        "GRANT UPDATE (body) ON pgward_posture.notes TO pgward_test_column_writer; \
+         GRANT INSERT ON pgward_posture.alpha TO pgward_test_column_writer",
+    )
+    .await
+    .unwrap();
     let writable = db.posture().await.unwrap();
     su.batch_execute(
-        "DROP SCHEMA pgward_posture CASCADE;          REVOKE ALL ON public.orders FROM pgward_test_column_writer;          REVOKE ALL ON SCHEMA public FROM pgward_test_column_writer;          DROP ROLE pgward_test_column_writer",
+        "DROP SCHEMA pgward_posture CASCADE; \
+         REVOKE ALL ON public.orders FROM pgward_test_column_writer; \
+         REVOKE ALL ON SCHEMA public FROM pgward_test_column_writer; \
+         DROP ROLE pgward_test_column_writer",
     )
     .await
     .unwrap();
@@ -272,7 +289,8 @@ async fn posture_check_finds_column_write_grants_in_any_schema() {
     assert_eq!(
         writable,
         vec![
-            "role `pgward_test_column_writer` can write to 1 table(s), e.g. pgward_posture.notes"
+            // Sorted by name (alpha was created after notes).
+            "role `pgward_test_column_writer` can write to 2 table(s), e.g. pgward_posture.alpha, pgward_posture.notes"
                 .to_string()
         ]
     );
@@ -383,6 +401,7 @@ const LIMITS: CallLimits = CallLimits {
     max_rows: 100,
     max_bytes: 1 << 20,
     width: None,
+    plan_each_call: false,
 };
 
 async fn rows_of(db: &Database, sql: &str) -> Vec<Vec<serde_json::Value>> {
@@ -751,7 +770,7 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
         ),
         (
             "SELECT status, count(*) FROM orders GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
-            1,
+            0,
         ),
         (
             "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id AND c.id = 1 ORDER BY 1",
@@ -771,26 +790,44 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
             "SELECT name FROM products WHERE in_stock >= 0 AND price < 1000 AND id NOT IN (2) ORDER BY id",
             3,
         ),
-        // The same expression twice: equal values share a parameter, so PostgreSQL still
-        // matches the GROUP BY, ORDER BY and DISTINCT ON expressions with the select list's.
+        // The same expression twice: equal values share a parameter.
+        (
+            "SELECT CASE WHEN total > 100 THEN 'big' ELSE 'small' END AS size FROM orders \
+             WHERE total > 100 OR id = 1 ORDER BY total > 100, id LIMIT 5",
+            2,
+        ),
+        // Where PostgreSQL matches expressions by tree (and folds `(2)`, `2::int`, `'2'` and
+        // `= ANY(ARRAY[2])` into the constant `2`), nothing is lifted.
         (
             "SELECT CASE WHEN total > 100 THEN 'big' ELSE 'small' END AS size, count(*) FROM orders \
              GROUP BY CASE WHEN total > 100 THEN 'big' ELSE 'small' END ORDER BY 1",
-            1,
+            0,
         ),
         (
-            "SELECT quantity > 2 AS many, count(*) FROM orders GROUP BY 1 ORDER BY quantity > 2",
-            1,
+            "SELECT quantity > (2) AS many, count(*) FROM orders GROUP BY quantity > 2 ORDER BY 1",
+            0,
+        ),
+        (
+            "SELECT DISTINCT quantity > 2::int AS many FROM orders ORDER BY quantity > 2",
+            0,
+        ),
+        (
+            "SELECT quantity > '2' AS many, count(*) FROM orders GROUP BY quantity > 2 ORDER BY 1",
+            0,
+        ),
+        (
+            "SELECT DISTINCT quantity IN (2, 3) AS q FROM orders ORDER BY quantity = ANY(ARRAY[2, 3])",
+            0,
         ),
         (
             "SELECT DISTINCT ON (quantity > 2) id FROM orders ORDER BY quantity > 2, id",
-            1,
+            0,
         ),
     ];
     for (sql, lifted) in cases {
         let checked = pgward::sql::check(&policy, sql, pgward::sql::ParamMode::None).unwrap();
         assert_eq!(checked.literals.len(), lifted, "{sql}: {}", checked.run_sql);
-        assert_ne!(checked.run_sql, checked.sql, "{sql}");
+        assert_eq!(checked.run_sql == checked.sql, lifted == 0, "{sql}");
         let args: Vec<(String, serde_json::Value)> = checked
             .literals
             .iter()
@@ -799,7 +836,7 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
             .collect();
         let literal = db.run(&checked.sql, &[], LIMITS, pending()).await.unwrap();
         let bound = db
-            .run(&checked.run_sql, &args, LIMITS, pending())
+            .run(&checked.run_sql, &args, PLAN_EACH_CALL, pending())
             .await
             .unwrap();
         assert!(!literal.rows.is_empty(), "{sql}");
@@ -841,25 +878,60 @@ async fn lookups_differing_in_a_literal_share_one_kept_statement() {
     assert_eq!(rows_of(&db, kept).await, vec![vec![json!(["integer"])]]);
 }
 
-/// A kept statement is planned with each call's values (`plan_cache_mode =
-/// force_custom_plan`), as its literal text is. After five executions PostgreSQL would
-/// otherwise try a generic plan, where `1/0` in a branch the values rule out is folded, and
-/// fails, at plan time; with the literals in the text the branch is dropped first.
+/// Limits as the engine sets them for model SQL with lifted literals.
+const PLAN_EACH_CALL: CallLimits = CallLimits {
+    plan_each_call: true,
+    ..LIMITS
+};
+
+/// A call whose literals were lifted is planned with its values (`SET LOCAL plan_cache_mode =
+/// force_custom_plan`), as its literal text is. Without that, after five executions of a kept
+/// statement PostgreSQL builds a generic plan, which folds `1 / 0` in a branch the values rule
+/// out, and fails at plan time; with the literals in the text the branch is dropped first.
 #[tokio::test]
-async fn a_kept_statement_is_planned_with_its_values() {
+async fn a_lifted_call_is_planned_with_its_values() {
     let f = fixture();
-    let engine = f.engine(&TestConfig::default()).await;
+    // One connection, so the engine's calls below all reuse one kept statement.
+    let engine = f
+        .engine(&TestConfig {
+            pool_size: 1,
+            ..TestConfig::default()
+        })
+        .await;
     let policy = engine.settings().policy.clone();
-    let db = one_connection(&f);
     let sql = "SELECT id, CASE WHEN 0 = 1 THEN 1 / 0 END AS never FROM orders WHERE id = 1";
     let checked = pgward::sql::check(&policy, sql, pgward::sql::ParamMode::None).unwrap();
     assert_eq!(checked.literals, vec![0, 1]);
     let args = [("$1".to_string(), json!(0)), ("$2".to_string(), json!(1))];
+    let db = one_connection(&f);
     for call in 1..=8 {
         let out = db
-            .run(&checked.run_sql, &args, LIMITS, pending())
+            .run(&checked.run_sql, &args, PLAN_EACH_CALL, pending())
             .await
             .unwrap_or_else(|e| panic!("call {call}: {e}"));
         assert_eq!(out.rows, vec![vec![json!(1), json!(null)]], "call {call}");
+    }
+    // The same statement on a connection left to choose its plans: the sixth call fails.
+    let db = one_connection(&f);
+    for call in 1..=5 {
+        assert!(
+            db.run(&checked.run_sql, &args, LIMITS, pending())
+                .await
+                .is_ok(),
+            "call {call}"
+        );
+    }
+    let sixth = db.run(&checked.run_sql, &args, LIMITS, pending()).await;
+    assert!(
+        sixth
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("division by zero")),
+        "{:?}",
+        sixth.map(|o| o.rows)
+    );
+    // And the engine plans each call of model SQL so.
+    for call in 1..=8 {
+        let out = engine.call("query", common::sql_args(sql), pending()).await;
+        assert!(!out.is_error, "call {call}: {}", out.text);
     }
 }

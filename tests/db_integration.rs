@@ -23,6 +23,7 @@ const LIMITS: CallLimits = CallLimits {
     max_rows: 1000,
     max_bytes: 1_048_576,
     width: None,
+    plan_each_call: false,
 };
 
 /// A pool for pgward_reader with the test config's session settings.
@@ -181,6 +182,7 @@ async fn row_and_byte_caps_hold() {
         max_rows: 10,
         max_bytes: 1_048_576,
         width: None,
+        plan_each_call: false,
     };
 
     let out = db
@@ -222,6 +224,7 @@ async fn row_and_byte_caps_hold() {
         max_rows: 1000,
         max_bytes: 40,
         width: None,
+        plan_each_call: false,
     };
     let out = db
         .run("SELECT id FROM orders ORDER BY id", &[], tiny, pending())

@@ -91,6 +91,13 @@ pub struct CallLimits {
     pub max_bytes: usize,
     /// The result width the SQL check counted, if known; any other width is refused.
     pub width: Option<usize>,
+    /// Plan the statement with this call's values, never with a generic plan
+    /// (`SET LOCAL plan_cache_mode = force_custom_plan`): for model SQL whose literals were
+    /// lifted out as parameters (`sql::literals`), so it is planned, and what the planner folds
+    /// away is folded, as its literal text would be. A generic plan could differ, and fails
+    /// where the literal text does not (`CASE WHEN 0 = 1 THEN 1 / 0 END` is folded at plan
+    /// time once `0 = 1` is no longer constant).
+    pub plan_each_call: bool,
 }
 
 /// The marker of the error the row-size guard raises.
@@ -218,11 +225,18 @@ impl Database {
     ///
     /// INVARIANT: SET LOCAL: the role ends with the transaction, and every call ends in
     /// ROLLBACK, so the next call on this connection starts as the login role again.
-    fn begin_as(&self, role: Option<&str>) -> std::borrow::Cow<'_, str> {
-        match role {
-            Some(role) => format!("{}; SET LOCAL ROLE {}", self.begin, quote_ident(role)).into(),
-            None => self.begin.as_str().into(),
+    fn begin_as(&self, role: Option<&str>, plan_each_call: bool) -> std::borrow::Cow<'_, str> {
+        if role.is_none() && !plan_each_call {
+            return self.begin.as_str().into();
         }
+        let mut begin = self.begin.clone();
+        if plan_each_call {
+            begin.push_str("; SET LOCAL plan_cache_mode = force_custom_plan");
+        }
+        if let Some(role) = role {
+            begin.push_str(&format!("; SET LOCAL ROLE {}", quote_ident(role)));
+        }
+        begin.into()
     }
 
     /// Pool status: (size, available, waiting).
@@ -279,7 +293,7 @@ impl Database {
         cancelled: impl Future<Output = ()>,
     ) -> Result<QueryOutput, DbError> {
         let mut session = self.checkout().await?;
-        let begin = self.begin_as(role);
+        let begin = self.begin_as(role, limits.plan_each_call);
         let statement_sql = guarded(sql, limits.max_bytes);
         let (client, statements) = session.parts()?;
         let cancel_token = client.cancel_token();
@@ -352,7 +366,7 @@ impl Database {
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
         let mut session = self.checkout().await?;
         let client = session.client()?;
-        let begin = self.begin_as(role);
+        let begin = self.begin_as(role, false);
         let (opened, rows, rolled_back) = futures_util::join!(
             client.batch_execute(&begin),
             client.query_typed(sql, params),
@@ -374,7 +388,7 @@ impl Database {
     ) -> Result<Vec<tokio_postgres::types::Type>, DbError> {
         let mut session = self.checkout().await?;
         let client = session.client()?;
-        let begin = self.begin_as(None);
+        let begin = self.begin_as(None, false);
         let (opened, stmt, rolled_back) = futures_util::join!(
             client.batch_execute(&begin),
             client.prepare(sql),
@@ -562,14 +576,13 @@ pub struct CatalogColumn {
 
 /// The statements that open every call's transaction (pgward's own constants, sent with the
 /// simple protocol; the model's SQL never is): `BEGIN READ ONLY`, then a `SET LOCAL` of each
-/// of [`session_settings`] but the read-only default, which BEGIN stands for, and the plan
-/// cache mode, which guards no boundary (the connection's own setting serves), with
+/// of [`session_settings`] but the read-only default, which BEGIN stands for, with
 /// [`IN_CALL_SETTING`] `on`. Public so tests can reproduce the session.
 pub fn begin_sql(cfg: &DatabaseConfig) -> String {
     let mut sql = "BEGIN READ ONLY".to_string();
     for (name, value) in session_settings(cfg) {
         let value = match name {
-            "default_transaction_read_only" | "plan_cache_mode" => continue,
+            "default_transaction_read_only" => continue,
             IN_CALL_SETTING => "on".to_string(),
             _ => value,
         };
@@ -595,7 +608,7 @@ pub fn session_options(cfg: &DatabaseConfig) -> String {
 /// standard_conforming_strings is pinned on: the check reads string literals that way, and a
 /// role or database default of off would give backslashes another meaning.
 /// [`IN_CALL_SETTING`] starts `off`, so a role or database default cannot stand in for the
-/// BEGIN batch. `plan_cache_mode` keeps plans as the literal SQL's.
+/// BEGIN batch.
 fn session_settings(cfg: &DatabaseConfig) -> Vec<(&'static str, String)> {
     vec![
         ("default_transaction_read_only", "on".into()),
@@ -608,10 +621,6 @@ fn session_settings(cfg: &DatabaseConfig) -> Vec<(&'static str, String)> {
         ("standard_conforming_strings", "on".into()),
         ("search_path", search_path(cfg)),
         (IN_CALL_SETTING, "off".into()),
-        // Every execution of a kept statement is planned with its values, as the SQL text
-        // with its literals would be (`sql::literals`): a generic plan could differ, and fails
-        // where the literal text does not (`CASE WHEN 0 = 1 THEN 1/0 END`, folded at plan time).
-        ("plan_cache_mode", "force_custom_plan".into()),
     ]
 }
 

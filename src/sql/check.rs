@@ -163,20 +163,15 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
     };
     let claim_params = inject_row_filters(&mut statement, policy, first)?;
     let sql = canonical_text(&statement)?;
-    let (run_sql, literals) = match lifted.as_mut() {
-        None => (sql.clone(), Vec::new()),
-        Some((tree, values)) => {
-            // The claims follow the lifted literals; the same claims, in the same order.
-            let claims = inject_row_filters(tree, policy, first + values.len())?;
-            if claims != claim_params {
-                return Err(vec![Violation::new(
-                    Code::UnsupportedSyntax,
-                    "the row filters of this query could not be applied",
-                )]);
-            }
-            (canonical_text(tree)?, std::mem::take(values))
-        }
-    };
+    // The claims follow the lifted literals: the same claims, in the same order. Should the
+    // lifted tree not come out the same way (say its text nests one level too deep to parse
+    // back), the query runs with its literals in place instead.
+    let run = lifted.as_mut().and_then(|(tree, values)| {
+        let claims = inject_row_filters(tree, policy, first + values.len()).ok()?;
+        let text = canonical_text(tree).ok()?;
+        (claims == claim_params).then(|| (text, std::mem::take(values)))
+    });
+    let (run_sql, literals) = run.unwrap_or_else(|| (sql.clone(), Vec::new()));
     Ok(Checked {
         sql,
         run_sql,

@@ -18,13 +18,19 @@
 //! Positions where a constant means something else (`ORDER BY 1`, `GROUP BY 1`, LIMIT, window
 //! frames) are never comparison operands, and strings, decimals and typed literals are left
 //! alone (a string's type comes from its context, which a parameter would not always get).
-//! Each call is planned with its values (`plan_cache_mode = force_custom_plan`, one of the
-//! session settings), so the plan, and what the planner folds away, is the literal text's.
+//! Nothing is lifted from a statement that groups or removes duplicates anywhere (GROUP BY,
+//! HAVING, DISTINCT, DISTINCT ON, an aggregate's DISTINCT): there PostgreSQL matches
+//! expressions by tree, and it folds `(2)`, `2::int`, `'2'` or `= ANY(ARRAY[2])` into the same
+//! constant as a bare `2`, which a parameter would no longer match.
+//! Each call is planned with its values (`plan_cache_mode = force_custom_plan` for the call,
+//! `CallLimits::plan_each_call`), so the plan, and what the planner folds away, is the literal
+//! text's.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, InTarget, Statement, UnaryOperator, Value, VisitorMut,
+    BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, FunctionArguments, GroupByExpr,
+    InTarget, Query, SetExpr, Statement, UnaryOperator, Value, Visitor, VisitorMut,
 };
 
 /// At most this many values are lifted from one statement; a value first met after that stays
@@ -35,6 +41,9 @@ pub const MAX_LIFTED: usize = 64;
 /// Replaces the compared integer literals of `statement` by `$first`, `$first + 1`, ... (one
 /// placeholder per distinct value) and returns the values in placeholder order.
 pub fn lift(statement: &mut Statement, first: usize) -> Vec<i64> {
+    if matches_expressions(statement) {
+        return Vec::new();
+    }
     let mut lifter = Lifter {
         first,
         values: Vec::new(),
@@ -120,6 +129,47 @@ impl VisitorMut for Lifter {
     }
 }
 
+/// Whether any query in `statement` groups or removes duplicates, where PostgreSQL matches
+/// expressions against each other by tree.
+pub fn matches_expressions(statement: &Statement) -> bool {
+    struct Finder(bool);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if set_matches(&query.body) {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = expr
+                && let FunctionArguments::List(list) = &f.args
+                && list.duplicate_treatment == Some(DuplicateTreatment::Distinct)
+            {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    fn set_matches(body: &SetExpr) -> bool {
+        match body {
+            SetExpr::Select(select) => {
+                select.distinct.is_some()
+                    || select.having.is_some()
+                    || !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+            }
+            SetExpr::SetOperation { left, right, .. } => set_matches(left) || set_matches(right),
+            // A nested query is visited on its own.
+            _ => false,
+        }
+    }
+    let mut finder = Finder(false);
+    let _ = sqlparser::ast::Visit::visit(statement, &mut finder);
+    finder.0
+}
+
 /// The value of a decimal integer literal, or of one negated (PostgreSQL folds `-5` into the
 /// constant, typed by the negated value), when it fits `int8`.
 fn integer_literal(expr: &Expr) -> Option<i64> {
@@ -190,20 +240,37 @@ mod tests {
 
     #[test]
     fn equal_values_share_one_parameter() {
-        // So the GROUP BY expression still matches the select list's, as equal constants do.
         assert_eq!(
             lifted(
-                "SELECT CASE WHEN total > 100 THEN 'big' END, count(*) FROM t \
-                 GROUP BY CASE WHEN total > 100 THEN 'big' END HAVING count(*) > 1",
+                "SELECT CASE WHEN total > 100 THEN 'big' END FROM t \
+                 WHERE total > 100 OR n = 1 ORDER BY total > 100",
                 1
             ),
             (
-                "SELECT CASE WHEN total > $1::INTEGER THEN 'big' END, count(*) FROM t \
-                 GROUP BY CASE WHEN total > $1::INTEGER THEN 'big' END HAVING count(*) > $2::INTEGER"
+                "SELECT CASE WHEN total > $1::INTEGER THEN 'big' END FROM t \
+                 WHERE total > $1::INTEGER OR n = $2::INTEGER ORDER BY total > $1::INTEGER"
                     .into(),
                 vec![100, 1]
             )
         );
+    }
+
+    #[test]
+    fn nothing_is_lifted_where_expressions_are_matched() {
+        for sql in [
+            "SELECT quantity > (2) AS many, count(*) FROM t GROUP BY quantity > 2",
+            "SELECT DISTINCT quantity > 2::int AS many FROM t ORDER BY quantity > 2",
+            "SELECT DISTINCT ON (a > 2) id FROM t ORDER BY a > 2, id",
+            "SELECT count(*) FROM t HAVING count(*) > 1",
+            "SELECT count(DISTINCT a > 2) FROM t WHERE id = 1",
+            "SELECT a FROM t WHERE id = 1 UNION SELECT a FROM u GROUP BY a",
+            "SELECT a FROM t WHERE id IN (SELECT DISTINCT b FROM u WHERE c = 3)",
+            "WITH g AS (SELECT a FROM t GROUP BY a) SELECT a FROM g WHERE a = 1",
+        ] {
+            let (text, values) = lifted(sql, 1);
+            assert_eq!(values, Vec::<i64>::new(), "{sql}");
+            assert!(!text.contains('$'), "{text}");
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{CastKind, DataType, Expr, Statement, UnaryOperator, Value, VisitorMut};
+use sqlparser::ast::{
+    BinaryOperator, CastKind, DataType, Expr, InTarget, Statement, UnaryOperator, Value, VisitorMut,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -122,8 +124,9 @@ pub fn roundtrip(policy: &Policy, input: &[u8]) -> Result<(), String> {
 }
 
 /// `run_sql` with each lifted value put back (and the claims' placeholders numbered as in
-/// `sql`) must be `sql`'s tree, every value must be used, and each parameter's type must be
-/// the one PostgreSQL gives its literal.
+/// `sql`) must be `sql`'s tree; every value must be used, distinct from the others, typed as
+/// PostgreSQL types its literal, and stand only as an operand of a comparison, an IN list or
+/// BETWEEN; and a statement that matches expressions by tree lifts nothing.
 fn lifted_only_literals(checked: &Checked) -> Result<(), String> {
     let parse = |text: &str| {
         Parser::parse_sql(&PostgreSqlDialect {}, text)
@@ -137,6 +140,16 @@ fn lifted_only_literals(checked: &Checked) -> Result<(), String> {
             checked.run_sql
         ));
     };
+    if !checked.literals.is_empty() && crate::sql::literals::matches_expressions(&sql) {
+        return Err(format!(
+            "literals were lifted where expressions are matched: {}",
+            checked.run_sql
+        ));
+    }
+    let distinct: BTreeSet<i64> = checked.literals.iter().copied().collect();
+    if distinct.len() != checked.literals.len() {
+        return Err(format!("a value was lifted twice: {}", checked.run_sql));
+    }
     let mut unlift = Unlift {
         values: &checked.literals,
         used: vec![false; checked.literals.len()],
@@ -167,28 +180,75 @@ struct Unlift<'a> {
     fault: Option<String>,
 }
 
+impl Unlift<'_> {
+    /// Puts the value back when `operand` is a lifted placeholder.
+    fn restore(&mut self, operand: &mut Expr) {
+        let Some((n, int4)) = lifted_placeholder(operand, self.values.len()) else {
+            return;
+        };
+        let value = self.values[n - 1];
+        if i32::try_from(value).is_ok() != int4 {
+            self.fault = Some(format!("${n} has the wrong type for {value}"));
+            return;
+        }
+        self.used[n - 1] = true;
+        let digits = Expr::value(Value::Number(value.unsigned_abs().to_string(), false));
+        *operand = if value < 0 {
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr: Box::new(digits),
+            }
+        } else {
+            digits
+        };
+    }
+}
+
 impl VisitorMut for Unlift<'_> {
     type Break = ();
 
+    // Pre-visit: a comparison's operands are restored before the walk reaches them, so a lifted
+    // placeholder the walk meets is one that stands anywhere else.
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let lifted = self.values.len();
-        if let Some((n, int4)) = lifted_placeholder(expr, lifted) {
-            let value = self.values[n - 1];
-            if i32::try_from(value).is_ok() != int4 {
-                self.fault = Some(format!("${n} has the wrong type for {value}"));
-                return ControlFlow::Break(());
+        match expr {
+            Expr::BinaryOp {
+                left,
+                op:
+                    BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                right,
+            } => {
+                self.restore(left);
+                self.restore(right);
             }
-            self.used[n - 1] = true;
-            let digits = Expr::value(Value::Number(value.unsigned_abs().to_string(), false));
-            *expr = if value < 0 {
-                Expr::UnaryOp {
-                    op: UnaryOperator::Minus,
-                    expr: Box::new(digits),
-                }
-            } else {
-                digits
-            };
-            return ControlFlow::Continue(());
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                ..
+            } => {
+                self.restore(expr);
+                list.iter_mut().for_each(|item| self.restore(item));
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                self.restore(expr);
+                self.restore(low);
+                self.restore(high);
+            }
+            _ => {}
+        }
+        if self.fault.is_some() {
+            return ControlFlow::Break(());
+        }
+        if lifted_placeholder(expr, lifted).is_some() {
+            self.fault = Some("a lifted value stands outside a comparison".into());
+            return ControlFlow::Break(());
         }
         if let Expr::Value(v) = expr
             && let Value::Placeholder(p) = &v.value
@@ -236,6 +296,14 @@ fn placeholder_index(text: &str) -> Option<usize> {
     text.strip_prefix('$').and_then(|n| n.parse().ok())
 }
 
+/// A literal zero written in digits only (`0`, `00`).
+fn is_zero(expr: &Expr) -> bool {
+    let Expr::Value(v) = expr else {
+        return false;
+    };
+    matches!(&v.value, Value::Number(t, false) if !t.is_empty() && t.bytes().all(|b| b == b'0'))
+}
+
 /// Writes every decimal integer literal in one form (`007` and `7`, `-0` and `0` are the same
 /// constant to PostgreSQL), so trees compare by value.
 fn normalize_integers(statement: &mut Statement) {
@@ -243,12 +311,11 @@ fn normalize_integers(statement: &mut Statement) {
     impl VisitorMut for Normalize {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            let zero = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, Value::Number(t, false) if !t.is_empty() && t.bytes().all(|b| b == b'0')));
             if let Expr::UnaryOp {
                 op: UnaryOperator::Minus,
                 expr: inner,
             } = expr
-                && zero(inner)
+                && is_zero(inner)
             {
                 *expr = Expr::value(Value::Number("0".into(), false));
             }
@@ -308,6 +375,23 @@ mod tests {
         assert!(
             lifted_only_literals(&unused)
                 .is_err_and(|e| e.starts_with("a lifted value is never used"))
+        );
+        let mut twice = checked.clone();
+        twice.run_sql = twice.run_sql.replace("id = $1", "id = $3");
+        twice.literals.push(5);
+        assert!(
+            lifted_only_literals(&twice).is_err_and(|e| e.starts_with("a value was lifted twice"))
+        );
+        let mut outside = checked.clone();
+        outside.run_sql = outside
+            .run_sql
+            .replace("LIMIT 101", "ORDER BY $1::INTEGER LIMIT 101");
+        outside.sql = outside.sql.replace("LIMIT 101", "ORDER BY 5 LIMIT 101");
+        assert!(
+            lifted_only_literals(&outside)
+                .is_err_and(|e| e.starts_with("a lifted value stands outside a comparison")),
+            "{:?}",
+            lifted_only_literals(&outside)
         );
         let mut edited = checked;
         edited.run_sql = edited.run_sql.replace("id = $1", "id >= $1");
