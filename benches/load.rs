@@ -1272,6 +1272,10 @@ fn report(r: &Report<'_>) {
     );
     let _ = writeln!(
         out,
+        "             raw kept = the SQL pgward runs (literals lifted), each text prepared once, then one round trip a call;"
+    );
+    let _ = writeln!(
+        out,
         "             stdio = JSON-RPC lines over the child's pipes; http = stateless {STATELESS} POSTs with an HS256 bearer token;"
     );
     let _ = writeln!(
