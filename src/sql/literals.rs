@@ -91,41 +91,45 @@ impl VisitorMut for Lifter {
     // Pre-visit: the operands are replaced before the walk reaches them, and a placeholder is
     // never an integer literal, so nothing is lifted twice.
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        match expr {
-            Expr::BinaryOp {
-                left,
-                op:
-                    BinaryOperator::Eq
-                    | BinaryOperator::NotEq
-                    | BinaryOperator::Lt
-                    | BinaryOperator::LtEq
-                    | BinaryOperator::Gt
-                    | BinaryOperator::GtEq,
-                right,
-            } => {
-                self.lift(left);
-                self.lift(right);
-            }
-            Expr::In {
-                expr,
-                target: InTarget::List(list),
-                ..
-            } => {
-                self.lift(expr);
-                for item in list {
-                    self.lift(item);
-                }
-            }
-            Expr::Between {
-                expr, low, high, ..
-            } => {
-                self.lift(expr);
-                self.lift(low);
-                self.lift(high);
-            }
-            _ => {}
-        }
+        for_each_operand(expr, |operand| self.lift(operand));
         ControlFlow::Continue(())
+    }
+}
+
+/// Calls `f` on each operand of `expr` that may be lifted: both sides of a comparison, the
+/// tested value and items of an `IN (...)` list, and the three operands of `BETWEEN`.
+pub fn for_each_operand(expr: &mut Expr, mut f: impl FnMut(&mut Expr)) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op:
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq,
+            right,
+        } => {
+            f(left);
+            f(right);
+        }
+        Expr::In {
+            expr,
+            target: InTarget::List(list),
+            ..
+        } => {
+            f(expr);
+            list.iter_mut().for_each(f);
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => {
+            f(expr);
+            f(low);
+            f(high);
+        }
+        _ => {}
     }
 }
 

@@ -7,9 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, InTarget, Statement, UnaryOperator, Value, VisitorMut,
-};
+use sqlparser::ast::{CastKind, DataType, Expr, Statement, UnaryOperator, Value, VisitorMut};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -211,38 +209,7 @@ impl VisitorMut for Unlift<'_> {
     // placeholder the walk meets is one that stands anywhere else.
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let lifted = self.values.len();
-        match expr {
-            Expr::BinaryOp {
-                left,
-                op:
-                    BinaryOperator::Eq
-                    | BinaryOperator::NotEq
-                    | BinaryOperator::Lt
-                    | BinaryOperator::LtEq
-                    | BinaryOperator::Gt
-                    | BinaryOperator::GtEq,
-                right,
-            } => {
-                self.restore(left);
-                self.restore(right);
-            }
-            Expr::In {
-                expr,
-                target: InTarget::List(list),
-                ..
-            } => {
-                self.restore(expr);
-                list.iter_mut().for_each(|item| self.restore(item));
-            }
-            Expr::Between {
-                expr, low, high, ..
-            } => {
-                self.restore(expr);
-                self.restore(low);
-                self.restore(high);
-            }
-            _ => {}
-        }
+        crate::sql::literals::for_each_operand(expr, |operand| self.restore(operand));
         if self.fault.is_some() {
             return ControlFlow::Break(());
         }
