@@ -23,8 +23,10 @@
 //! `raw kept` row is the fastest a direct driver client gets with pgward's statement strategy:
 //! the SQL pgward runs (model SQL with its compared integers bound as parameters, the lookup
 //! tool's SQL), each text prepared once on the connection and then executed in one round trip,
-//! where `raw seq` prepares every call; the overhead table shows pgward against both. Audit is ON in the
-//! measured path (a JSON Lines file sink, flushed per event); audit to stderr is off.
+//! where `raw seq` prepares every call; the overhead table shows pgward against both. It runs
+//! in PostgreSQL's default plan mode, as a direct client would, so after five calls a statement
+//! may run a generic plan, where pgward plans each call of model SQL with its values. Audit is
+//! ON in the measured path (a JSON Lines file sink, flushed per event); audit to stderr is off.
 //!
 //! It also reports the CPU time per call of the pgward process and of the bench itself
 //! (`/proc/<pid>/stat`), the resident memory of the HTTP server under the eight-in-flight load
@@ -1272,7 +1274,7 @@ fn report(r: &Report<'_>) {
     );
     let _ = writeln!(
         out,
-        "             raw kept = the SQL pgward runs (literals lifted), each text prepared once, then one round trip a call;"
+        "             raw kept = the SQL pgward runs (literals lifted), each text prepared once, then one round trip a call (default plan mode);"
     );
     let _ = writeln!(
         out,

@@ -845,6 +845,73 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
     }
 }
 
+/// Why the shapes above lift nothing: written by hand with their literals lifted, PostgreSQL
+/// refuses them: it matches these expressions by tree, and a parameter never matches the same
+/// constant written another way. Lifting would turn a working query into an error.
+#[tokio::test]
+async fn grouping_shapes_fail_when_their_literals_are_lifted() {
+    let f = fixture();
+    let engine = f.engine(&TestConfig::default()).await;
+    let policy = engine.settings().policy.clone();
+    let db = one_connection(&f);
+    // (the model's query, the same with its compared integers lifted, the SQLSTATE)
+    let cases = [
+        (
+            "SELECT quantity > '2' AS many, count(*) FROM orders GROUP BY quantity > 2 ORDER BY 1",
+            "SELECT quantity > '2' AS many, count(*) FROM orders \
+             GROUP BY quantity > $1::INTEGER ORDER BY 1",
+            "42803",
+        ),
+        (
+            "SELECT quantity > (2) AS many, count(*) FROM orders GROUP BY quantity > 2 ORDER BY 1",
+            "SELECT quantity > (2) AS many, count(*) FROM orders \
+             GROUP BY quantity > $1::INTEGER ORDER BY 1",
+            "42803",
+        ),
+        (
+            "SELECT quantity > 2::int AS many, count(*) FROM orders \
+             GROUP BY ROLLUP (quantity > 2) ORDER BY 1",
+            "SELECT quantity > 2::int AS many, count(*) FROM orders \
+             GROUP BY ROLLUP (quantity > $1::INTEGER) ORDER BY 1",
+            "42803",
+        ),
+        (
+            "SELECT DISTINCT quantity > 2::int AS many FROM orders ORDER BY quantity > 2",
+            "SELECT DISTINCT quantity > 2::int AS many FROM orders ORDER BY quantity > $1::INTEGER",
+            "42P10",
+        ),
+        (
+            "SELECT DISTINCT ON (quantity > 2) id FROM orders ORDER BY quantity > 2, id",
+            "SELECT DISTINCT ON (quantity > $1::INTEGER) id FROM orders \
+             ORDER BY quantity > 2, id",
+            "42P10",
+        ),
+    ];
+    for (sql, by_hand, code) in cases {
+        let checked = pgward::sql::check(&policy, sql, pgward::sql::ParamMode::None).unwrap();
+        assert!(checked.literals.is_empty(), "{sql}: {}", checked.run_sql);
+        assert_eq!(checked.run_sql, checked.sql, "{sql}");
+        let out = db
+            .run(&checked.run_sql, &[], LIMITS, pending())
+            .await
+            .unwrap();
+        assert!(!out.rows.is_empty(), "{sql}");
+        let err = db
+            .run(
+                by_hand,
+                &[("$1".to_string(), json!(2))],
+                PLAN_EACH_CALL,
+                pending(),
+            )
+            .await
+            .expect_err(by_hand);
+        match err {
+            DbError::Postgres { code: got, .. } => assert_eq!(got, code, "{by_hand}"),
+            other => panic!("{by_hand}: {other}"),
+        }
+    }
+}
+
 /// Lookups that differ only in a compared integer are one statement to PostgreSQL: the
 /// connection describes it once and keeps it, where each literal text was a new statement.
 #[tokio::test]
@@ -933,5 +1000,6 @@ async fn a_lifted_call_is_planned_with_its_values() {
     for call in 1..=8 {
         let out = engine.call("query", common::sql_args(sql), pending()).await;
         assert!(!out.is_error, "call {call}: {}", out.text);
+        assert_eq!(out.structured["rows"], json!([[1, null]]), "call {call}");
     }
 }

@@ -2438,3 +2438,52 @@ fn a_literal_the_serializer_cannot_reproduce_is_refused() {
         assert_eq!(run(sql).expect(sql).sql, canonical);
     }
 }
+
+/// Lifting puts a typed parameter where an integer stood, which must not make a query that
+/// checks at the edge of the parser's nesting limit fall back to running with its literals in
+/// the text (the fallback exists, but only as a guard).
+#[test]
+fn lifting_holds_up_to_the_nesting_limit() {
+    let policy = demo_policy();
+    let mut deepest = [0usize; 3];
+    for n in 1..60 {
+        let shapes = [
+            format!(
+                "SELECT id FROM orders WHERE {}id = 1{}",
+                "(".repeat(n),
+                ")".repeat(n)
+            ),
+            format!(
+                "SELECT id FROM orders WHERE {}1 < id{}",
+                "NOT (".repeat(n),
+                ")".repeat(n)
+            ),
+            format!(
+                "SELECT id FROM orders WHERE {}id IN (1, 2){}",
+                "EXISTS (SELECT 1 WHERE ".repeat(n),
+                ")".repeat(n)
+            ),
+        ];
+        for (shape, sql) in shapes.iter().enumerate() {
+            match check(&policy, sql, ParamMode::None) {
+                Ok(checked) => {
+                    assert!(
+                        !checked.literals.is_empty(),
+                        "not lifted at depth {n}: {sql}"
+                    );
+                    assert!(
+                        checked.run_sql.contains("$1::INTEGER"),
+                        "{}",
+                        checked.run_sql
+                    );
+                    deepest[shape] = n;
+                }
+                Err(v) => assert_eq!(codes_of(&v), BTreeSet::from([Code::ParseError]), "{sql}"),
+            }
+        }
+    }
+    // Each shape is accepted some way down and refused past the limit: the edge was crossed.
+    for (shape, n) in deepest.iter().enumerate() {
+        assert!((10..59).contains(n), "shape {shape}: deepest accepted {n}");
+    }
+}

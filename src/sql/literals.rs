@@ -270,6 +270,11 @@ mod tests {
             "SELECT a FROM t WHERE id = 1 UNION SELECT a FROM u GROUP BY a",
             "SELECT a FROM t WHERE id IN (SELECT DISTINCT b FROM u WHERE c = 3)",
             "WITH g AS (SELECT a FROM t GROUP BY a) SELECT a FROM g WHERE a = 1",
+            "SELECT a > 2, count(*) FROM t WHERE id = 1 GROUP BY ROLLUP (a > 2)",
+            "SELECT a > 2, count(*) FROM t GROUP BY GROUPING SETS ((a > 2), ())",
+            "SELECT a > 2, b, count(*) FROM t GROUP BY CUBE (a > 2, b)",
+            "SELECT a FROM t WHERE a = (SELECT max(b) FROM u GROUP BY c HAVING c > 1 LIMIT 1)",
+            "SELECT a, (SELECT count(DISTINCT b) FROM u) FROM t WHERE id = 1",
         ] {
             let (text, values) = lifted(sql, 1);
             assert_eq!(values, Vec::<i64>::new(), "{sql}");
