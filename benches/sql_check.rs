@@ -1,6 +1,7 @@
 //! Criterion bench of the policy check (parse + check + rewrite + re-serialize) over a
 //! realistic analytics corpus. Prints the time per query; the target is a median under 50 µs
-//! for a typical analytics query.
+//! for a typical analytics query. A second group times the audit fingerprint of each accepted
+//! query's checked SQL.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -8,6 +9,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pgward::config::load::parse;
 use pgward::config::validate;
+use pgward::sql::fingerprint::fingerprint;
 use pgward::sql::{ParamMode, check};
 
 const CONFIG: &str = r#"
@@ -77,6 +79,16 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*name, |b| {
             b.iter(|| check(black_box(&settings.policy), black_box(sql), ParamMode::None))
         });
+    }
+    group.finish();
+    // The audit trail's normalization and fingerprint of the checked SQL, per call of model
+    // SQL (a lookup tool's is taken once, at load).
+    let mut group = c.benchmark_group("fingerprint");
+    for (name, sql) in CORPUS {
+        let Ok(checked) = check(&settings.policy, sql, ParamMode::None) else {
+            continue;
+        };
+        group.bench_function(*name, |b| b.iter(|| fingerprint(black_box(&checked.sql))));
     }
     group.finish();
 }

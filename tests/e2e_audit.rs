@@ -20,6 +20,7 @@ use std::process::Command;
 
 use common::{HASH_KEY, READER_PASSWORD, TestConfig, error_code, fixture, sql_args};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 /// `[audit]` writing only to `file`.
 fn audit_toml(file: &Path, extra: &str) -> String {
@@ -193,6 +194,19 @@ async fn every_tool_call_leaves_one_event_with_its_fields_and_no_secret() {
     assert_eq!(ev[5]["codes"], json!(["unknown_tool"]));
     assert_eq!(ev[6]["codes"], json!(["invalid_arguments"]));
     assert_eq!(ev[6]["decision"], json!("denied"));
+    // Both calls of the lookup tool record its SQL, fingerprinted once at load.
+    assert_eq!(ev[6]["tool"], l["tool"]);
+    assert_eq!(ev[6]["sql"], l["sql"]);
+    assert_eq!(ev[6]["sql_fingerprint"], l["sql_fingerprint"]);
+    assert_ne!(l["sql_fingerprint"], q["sql_fingerprint"]);
+    assert_eq!(l["sql_fingerprint"].as_str().map(str::len), Some(16), "{l}");
+    // Each fingerprint is the SHA-256 prefix of the normalized SQL recorded beside it.
+    for e in [q, l] {
+        let normalized = e["sql"].as_str().unwrap();
+        let digest = sha2::Sha256::digest(normalized.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(e["sql_fingerprint"], json!(hex), "{e}");
+    }
     assert_eq!(ev[7]["rows"], json!(1));
 
     // Nothing secret in the file's bytes: no literal the model wrote, no redacted value, no

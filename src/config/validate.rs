@@ -15,6 +15,7 @@ use crate::policy::{
     ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, RowFilter, TableRule,
 };
 use crate::redact::{DEFAULT_KEY_PATTERNS, Redactor, Strategy};
+use crate::sql::fingerprint::{Fingerprint, FingerprintError, fingerprint};
 use crate::sql::{self, Checked, DEFAULT_FUNCTIONS, DENIED_FUNCTIONS, ParamMode};
 
 /// Names of the built-in tools; lookup tools may not take them.
@@ -68,6 +69,9 @@ pub struct ToolDef {
     pub params: Vec<Param>,
     pub input_schema: Map<String, Value>,
     pub validator: Arc<jsonschema::Validator>,
+    /// The audit trail's record of `checked.sql`: the same text on every call, so it is
+    /// normalized and fingerprinted once, here.
+    pub fingerprint: Result<Fingerprint, FingerprintError>,
 }
 
 impl std::fmt::Debug for ToolDef {
@@ -848,6 +852,7 @@ fn build_tool(t: &ToolConfig, policy: &Policy, key: &str) -> Result<ToolDef, Vec
         (Some(checked), Some(validator)) if problems.is_empty() => Ok(ToolDef {
             name: t.name.clone(),
             description: t.description.clone(),
+            fingerprint: fingerprint(&checked.sql),
             checked,
             params,
             input_schema,

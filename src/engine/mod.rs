@@ -112,7 +112,15 @@ pub struct Engine {
     /// Calls running now, so shutdown can wait for their audit events.
     running: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
+    /// Audit fingerprints of model SQL, by the text that ran.
+    fingerprints: sql::fingerprint::Recent,
 }
+
+/// The length of the SQL an audit event records, and its normalized form and fingerprint.
+type Fingerprinted = (
+    usize,
+    Result<sql::fingerprint::Fingerprint, sql::fingerprint::FingerprintError>,
+);
 
 /// One running call; dropping it marks the call finished.
 pub struct CallGuard {
@@ -166,6 +174,7 @@ impl Engine {
             counters: Counters::default(),
             running: std::sync::atomic::AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
+            fingerprints: sql::fingerprint::Recent::default(),
         }
     }
 
@@ -471,11 +480,16 @@ impl Engine {
         };
         let audit_args = event::audit_arguments(&audit_args, &|k| s.redactor.key_is_sensitive(k));
         let missing = missing_scopes(s, principal, tool);
+        let mut query_fingerprint = None;
         let mut outcome = match tool {
             // INVARIANT: a tool the caller may not use is refused before anything else runs
             // (and is absent from its tools/list).
             _ if known && !missing.is_empty() => insufficient_scope(&missing),
-            "query" => self.query(s, principal, arguments, cancelled).await,
+            "query" => {
+                let (outcome, fingerprinted) = self.query(s, principal, arguments, cancelled).await;
+                query_fingerprint = fingerprinted;
+                outcome
+            }
             "list_tables" => self.list_tables(s, principal, arguments),
             "describe_table" => self.describe_table(s, principal, arguments).await,
             name => match s.tools.iter().find(|t| t.name == name) {
@@ -506,7 +520,9 @@ impl Engine {
         }
         // The SQL as the audit trail keeps it: the checked, canonical SQL when there is one
         // (literals in place; what ran differs only in lifted literals), else what the model
-        // sent; normalized either way.
+        // sent; normalized either way. A lookup tool's SQL was fingerprinted when the config
+        // was loaded.
+        let tool_def = s.tools.iter().find(|t| t.name == tool);
         let sql_text = outcome
             .meta
             .get("pgward/sql")
@@ -516,18 +532,22 @@ impl Engine {
                 Some(Value::String(text)) => Some(text),
                 _ => None,
             })
-            .or_else(|| {
-                s.tools
-                    .iter()
-                    .find(|t| t.name == tool)
-                    .map(|t| t.checked.sql.clone())
-            });
-        let sql = sql_text.map(|text| match sql::fingerprint::fingerprint(&text) {
+            .or_else(|| tool_def.map(|t| t.checked.sql.clone()));
+        let fingerprinted = query_fingerprint.or_else(|| {
+            sql_text.map(|text| {
+                let made = match tool_def {
+                    Some(def) if def.checked.sql == text => def.fingerprint.clone(),
+                    _ => sql::fingerprint::fingerprint(&text),
+                };
+                (text.len(), made)
+            })
+        });
+        let sql = fingerprinted.map(|(length, made)| match made {
             Ok(f) => SqlRecord::Normalized {
                 normalized: f.normalized,
                 fingerprint: f.fingerprint,
             },
-            Err(_) => SqlRecord::Unparsed { length: text.len() },
+            Err(_) => SqlRecord::Unparsed { length },
         });
         let structured = &outcome.structured;
         let call = ToolCall {
@@ -567,20 +587,27 @@ impl Engine {
         principal: &Principal,
         mut args: Map<String, Value>,
         cancelled: impl std::future::Future<Output = ()>,
-    ) -> Outcome {
+    ) -> (Outcome, Option<Fingerprinted>) {
         let sql_text = match args.remove("sql") {
             Some(Value::String(s)) if args.is_empty() => s,
-            Some(Value::String(_)) => return invalid_args("`query` takes only the argument `sql`"),
-            _ => return invalid_args("`query` needs the argument `sql` as a string"),
+            Some(Value::String(_)) => {
+                return (invalid_args("`query` takes only the argument `sql`"), None);
+            }
+            _ => {
+                return (
+                    invalid_args("`query` needs the argument `sql` as a string"),
+                    None,
+                );
+            }
         };
         let checked = match sql::check(&settings.policy, &sql_text, ParamMode::None) {
             Ok(c) => c,
-            Err(violations) => return violations_outcome(&violations),
+            Err(violations) => return (violations_outcome(&violations), None),
         };
         let tables: Vec<String> = checked.tables.iter().map(|t| t.to_string()).collect();
         let missing = settings.scopes.missing(&principal.scopes, "query", &tables);
         if !missing.is_empty() {
-            return insufficient_scope(&missing);
+            return (insufficient_scope(&missing), None);
         }
         // The lifted literals are the statement's first parameters.
         let literals = checked
@@ -589,8 +616,13 @@ impl Engine {
             .enumerate()
             .map(|(i, v)| (format!("${}", i + 1), json!(v)))
             .collect();
-        self.execute(settings, principal, &checked, literals, cancelled)
-            .await
+        let outcome = self
+            .execute(settings, principal, &checked, literals, cancelled)
+            .await;
+        // The audit record of the SQL that ran, from the fingerprints kept by the text that ran.
+        let ran = outcome.meta.get("pgward/sql").and_then(Value::as_str) == Some(&checked.sql);
+        let fingerprinted = ran.then(|| (checked.sql.len(), self.fingerprints.of(&checked)));
+        (outcome, fingerprinted)
     }
 
     async fn lookup(

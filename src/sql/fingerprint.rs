@@ -45,7 +45,9 @@
 //! billion distinct shapes about a 3% event (birthday bound n²/2⁶⁵) and among a million shapes
 //! negligible, while keeping log lines short.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::{Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 use sqlparser::ast::{
@@ -54,6 +56,8 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+
+use super::Checked;
 
 /// What every literal value becomes in the normalized text.
 pub const LITERAL_MARKER: &str = "$0";
@@ -115,6 +119,49 @@ pub fn fingerprint(sql: &str) -> Result<Fingerprint, FingerprintError> {
         normalized,
         fingerprint,
     })
+}
+
+/// Most entries [`Recent`] keeps; when full it starts over.
+const RECENT_ENTRIES: usize = 128;
+/// Longest text [`Recent`] keeps a fingerprint for; longer SQL is fingerprinted every time.
+const RECENT_TEXT_BYTES: usize = 1024;
+
+/// The fingerprints of statements that ran recently, by the text that ran
+/// ([`Checked::run_sql`]), so that a model's lookups that differ only in a compared integer
+/// (one text to run, with the values bound) are normalized once.
+///
+/// Kept by `run_sql`, the fingerprint is that of `sql`, the text with the literals in place.
+/// Two checked statements with one `run_sql` differ only in the lifted values (the fuzz
+/// invariant in `roundtrip` holds `sql` to `run_sql` with its values put back), and the
+/// normalization turns every one of those values, signed or not, into the marker; the same
+/// invariant checks that other values give the same fingerprint.
+#[derive(Debug, Default)]
+pub struct Recent {
+    entries: Mutex<HashMap<String, Fingerprint>>,
+}
+
+impl Recent {
+    /// [`fingerprint`] of `checked.sql`, kept for the next statement with its `run_sql`.
+    pub fn of(&self, checked: &Checked) -> Result<Fingerprint, FingerprintError> {
+        let key = &checked.run_sql;
+        if key.len() > RECENT_TEXT_BYTES {
+            return fingerprint(&checked.sql);
+        }
+        if let Some(known) = self.lock().get(key) {
+            return Ok(known.clone());
+        }
+        let made = fingerprint(&checked.sql)?;
+        let mut entries = self.lock();
+        if entries.len() >= RECENT_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key.clone(), made.clone());
+        Ok(made)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Fingerprint>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 enum ParseOne {
@@ -735,6 +782,50 @@ mod tests {
             max_rows: 1000,
             max_sql_length: 100_000,
         }
+    }
+
+    /// Lookups that differ only in a compared integer run one text and share its fingerprint,
+    /// which is the fingerprint of each one's own SQL.
+    #[test]
+    fn recent_fingerprints_are_kept_by_the_text_that_ran() {
+        let policy = policy();
+        let recent = Recent::default();
+        let checked = |sql: &str| {
+            check(&policy, sql, ParamMode::None).unwrap_or_else(|v| panic!("{sql}: {v:?}"))
+        };
+        let first = checked("SELECT email FROM customers WHERE id = 42 AND lifetime_value > 7");
+        let second = checked("SELECT email FROM customers WHERE id = -9 AND lifetime_value > 1");
+        assert_eq!(first.run_sql, second.run_sql);
+        assert_ne!(first.sql, second.sql);
+        let kept = recent.of(&first).unwrap();
+        assert_eq!(kept, fingerprint(&first.sql).unwrap());
+        assert_eq!(recent.lock().len(), 1);
+        assert_eq!(
+            recent.of(&second).unwrap(),
+            fingerprint(&second.sql).unwrap()
+        );
+        assert_eq!(
+            recent.lock().len(),
+            1,
+            "the second came from the first's entry"
+        );
+        assert!(!kept.normalized.contains("42"), "{}", kept.normalized);
+
+        // A text too long to keep is fingerprinted each time; a full set starts over.
+        let long = checked(&format!(
+            "SELECT email FROM customers WHERE id = 1 AND country IN ({})",
+            vec!["'DE'"; 300].join(", ")
+        ));
+        assert!(long.run_sql.len() > RECENT_TEXT_BYTES);
+        assert_eq!(recent.of(&long).unwrap(), fingerprint(&long.sql).unwrap());
+        assert_eq!(recent.lock().len(), 1);
+        for n in 0..RECENT_ENTRIES {
+            let other = checked(&format!(
+                "SELECT email FROM customers WHERE country = 'c{n}'"
+            ));
+            assert_eq!(recent.of(&other).unwrap(), fingerprint(&other.sql).unwrap());
+        }
+        assert_eq!(recent.lock().len(), 1, "started over once full");
     }
 
     /// The real input: what the check accepted and re-serialized, forced LIMIT included.

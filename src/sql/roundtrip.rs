@@ -168,6 +168,42 @@ fn lifted_only_literals(checked: &Checked) -> Result<(), String> {
             checked.sql, checked.run_sql
         ));
     }
+    same_fingerprint_for_other_values(checked, parse(&checked.run_sql))
+}
+
+/// The audit fingerprint of a statement that ran is kept by the text that ran
+/// ([`fingerprint::Recent`]), so it must not depend on the lifted values: `run_sql` with other
+/// values put back (each value's complement, which keeps its type) fingerprints as `sql` does.
+fn same_fingerprint_for_other_values(
+    checked: &Checked,
+    run: Option<Statement>,
+) -> Result<(), String> {
+    if checked.literals.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<i64> = checked.literals.iter().map(|v| !v).collect();
+    let Some(mut other) = run else {
+        return Err(format!(
+            "the SQL to run does not parse: {}",
+            checked.run_sql
+        ));
+    };
+    let mut unlift = Unlift {
+        values: &others,
+        used: vec![false; others.len()],
+        fault: None,
+    };
+    let _ = sqlparser::ast::VisitMut::visit(&mut other, &mut unlift);
+    if let Some(fault) = unlift.fault {
+        return Err(format!("{fault}: {}", checked.run_sql));
+    }
+    let other = other.to_string();
+    if fingerprint::fingerprint(&other) != fingerprint::fingerprint(&checked.sql) {
+        return Err(format!(
+            "the fingerprint depends on the lifted values: {} and {other}",
+            checked.sql
+        ));
+    }
     Ok(())
 }
 
@@ -302,7 +338,12 @@ fn normalize_integers(statement: &mut Statement) {
 
 #[cfg(test)]
 mod tests {
-    use super::{lifted_only_literals, roundtrip, sample_policy};
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    use super::{
+        lifted_only_literals, roundtrip, same_fingerprint_for_other_values, sample_policy,
+    };
     use crate::sql::{ParamMode, check};
 
     #[test]
@@ -359,6 +400,24 @@ mod tests {
                 .is_err_and(|e| e.starts_with("a lifted value stands outside a comparison")),
             "{:?}",
             lifted_only_literals(&outside)
+        );
+        // Put back with other values, the text that ran must fingerprint as `sql` does.
+        let run = |c: &crate::sql::Checked| {
+            Parser::parse_sql(&PostgreSqlDialect {}, &c.run_sql)
+                .ok()
+                .and_then(|mut s| s.pop())
+        };
+        assert_eq!(
+            same_fingerprint_for_other_values(&checked, run(&checked)),
+            Ok(())
+        );
+        let mut other_shape = checked.clone();
+        other_shape.sql = other_shape
+            .sql
+            .replacen("SELECT id", "SELECT customer_id", 1);
+        assert!(
+            same_fingerprint_for_other_values(&other_shape, run(&other_shape))
+                .is_err_and(|e| e.starts_with("the fingerprint depends on the lifted values"))
         );
         let mut edited = checked;
         edited.run_sql = edited.run_sql.replace("id = $1", "id >= $1");
