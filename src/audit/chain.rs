@@ -42,6 +42,7 @@
 //! head or a key (HMAC) is what stops that.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -173,7 +174,8 @@ pub fn encode_line(event: &Map<String, Value>) -> String {
 }
 
 fn canonical_without(event: &Map<String, Value>, skip: Option<&str>) -> String {
-    let mut out = String::new();
+    // Room for a typical event, so the text is not copied as it grows.
+    let mut out = String::with_capacity(1024);
     write_object(&mut out, event, skip);
     out
 }
@@ -201,7 +203,9 @@ fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
         Value::String(s) => write_str(out, s),
         Value::Array(items) => {
             out.push('[');
@@ -219,19 +223,30 @@ fn write_value(out: &mut String, value: &Value) {
 
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
+    // Runs of characters that need no escape are copied whole. Every escaped character is
+    // ASCII, so the positions around it are character boundaries.
+    let mut start = 0;
+    for (i, byte) in s.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or_default());
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escaped);
         }
+        start = i + 1;
     }
+    out.push_str(s.get(start..).unwrap_or_default());
     out.push('"');
 }
 
@@ -971,6 +986,15 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(canonical(&one), serde_json::to_string(&one).unwrap());
+        // Escapes between, before and after multi-byte characters, and none at all.
+        for text in ["é\u{1}ü\"ß", "\n日本\t", "\"", "", "plain", "\u{1f}😀\\"] {
+            let one: Map<String, Value> = [(text.to_string(), json!(text))].into_iter().collect();
+            assert_eq!(
+                canonical(&one),
+                serde_json::to_string(&one).unwrap(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
