@@ -9,6 +9,7 @@ use crate::auth::config::AuthConfig;
 use crate::auth::jwks::JwksFetcher;
 use crate::auth::live::{Credentials, LiveAuth};
 use crate::auth::{Authenticator, IssuerKeys};
+use crate::config::types::TlsSettings;
 use crate::config::{self, ConfigError, Settings};
 use crate::db::{Database, DbError};
 use crate::engine::Engine;
@@ -349,6 +350,8 @@ pub struct VerifyRequest {
     pub files: Vec<std::path::PathBuf>,
     /// Verify the PostgreSQL table at this URL instead of files.
     pub postgres_url: Option<String>,
+    /// TLS to that database.
+    pub postgres_tls: TlsSettings,
     /// The chain's HMAC key, if it is keyed.
     pub key: Option<Vec<u8>>,
     /// Check the end against this head file; `None` with `default_head` uses `<last>.head`.
@@ -358,8 +361,8 @@ pub struct VerifyRequest {
 }
 
 /// `pgward migrate`: applies the audit migration to the database at `url`.
-pub async fn migrate_audit(url: &str) -> Result<(), AppError> {
-    crate::audit::postgres::migrate(url)
+pub async fn migrate_audit(url: &str, tls: &TlsSettings) -> Result<(), AppError> {
+    crate::audit::postgres::migrate(url, tls)
         .await
         .map_err(|e| AppError::Audit(e.into()))
 }
@@ -404,7 +407,7 @@ pub async fn audit_verify(req: &VerifyRequest) -> Result<crate::audit::chain::Re
     match &req.postgres_url {
         Some(url) => contents.push((
             "postgres".to_string(),
-            crate::audit::postgres::read_lines(url)
+            crate::audit::postgres::read_lines(url, &req.postgres_tls)
                 .await
                 .map_err(|e| AppError::Audit(e.into()))?,
         )),

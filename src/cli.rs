@@ -60,6 +60,8 @@ pub enum Command {
         /// Print the SQL instead of applying it (to review it, or run it with psql).
         #[arg(long)]
         print: bool,
+        #[command(flatten)]
+        tls: DbTlsArgs,
     },
     /// Probe a running pgward's admin listener (for container health checks, where no curl
     /// is installed): exit 0 when `GET <url>` answers 200 within 3 seconds, 1 otherwise.
@@ -118,5 +120,37 @@ pub enum AuditCommand {
         /// trust its first event's link.
         #[arg(long)]
         from_anywhere: bool,
+        #[command(flatten)]
+        tls: DbTlsArgs,
     },
+}
+
+/// TLS to the audit database, as `audit.postgres_tls` and `audit.postgres_tls_ca_file` set it
+/// for `pgward serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbTlsArgs {
+    /// `verify-full` (the server's certificate and name verified) or `off`. Unset:
+    /// `verify-full` when the URL says sslmode=require or a CA file is given, plain text to a
+    /// server on this machine, and a remote server refused.
+    #[arg(long, value_parser = ["verify-full", "off"])]
+    pub tls: Option<String>,
+    /// CA certificates (PEM) the server's certificate must chain to, instead of the system
+    /// trust store.
+    #[arg(long)]
+    pub tls_ca_file: Option<String>,
+}
+
+impl DbTlsArgs {
+    /// The settings the flags give.
+    pub fn settings(&self) -> crate::config::types::TlsSettings {
+        use crate::config::types::DatabaseTls;
+        crate::config::types::TlsSettings {
+            mode: match self.tls.as_deref() {
+                Some("verify-full") => Some(DatabaseTls::VerifyFull),
+                Some(_) => Some(DatabaseTls::Off),
+                None => None,
+            },
+            ca_file: self.tls_ca_file.clone(),
+        }
+    }
 }

@@ -43,3 +43,4 @@ pub mod metrics;
 pub mod policy;
 pub mod redact;
 pub mod sql;
+pub mod tls;

@@ -58,14 +58,18 @@ fn main() -> ExitCode {
         Command::HashKey { stdin } => hash_key(stdin),
         Command::Demo { no_serve } => run(move || pgward::demo::run(no_serve)),
         Command::Health { url } => health(&url),
-        Command::Migrate { url_env, print } => {
+        Command::Migrate {
+            url_env,
+            print,
+            tls,
+        } => {
             if print {
                 print!("{}", pgward::audit::postgres::AUDIT_MIGRATION);
                 return ExitCode::SUCCESS;
             }
             match std::env::var(&url_env) {
                 Ok(url) if !url.is_empty() => run(move || async move {
-                    pgward::app::migrate_audit(&url).await?;
+                    pgward::app::migrate_audit(&url, &tls.settings()).await?;
                     println!("audit schema applied");
                     Ok::<(), pgward::app::AppError>(())
                 }),
@@ -83,8 +87,17 @@ fn main() -> ExitCode {
                     head,
                     no_head,
                     from_anywhere,
+                    tls,
                 },
-        } => audit_verify(files, postgres_env, key_env, head, no_head, from_anywhere),
+        } => audit_verify(
+            files,
+            postgres_env,
+            key_env,
+            head,
+            no_head,
+            from_anywhere,
+            tls.settings(),
+        ),
     }
 }
 
@@ -112,6 +125,7 @@ fn audit_verify(
     head: Option<std::path::PathBuf>,
     no_head: bool,
     from_anywhere: bool,
+    postgres_tls: pgward::config::types::TlsSettings,
 ) -> ExitCode {
     let postgres_url = match postgres_env {
         Some(var) => match std::env::var(&var) {
@@ -130,6 +144,7 @@ fn audit_verify(
     let req = pgward::app::VerifyRequest {
         files,
         postgres_url,
+        postgres_tls,
         key,
         head,
         default_head: !no_head,

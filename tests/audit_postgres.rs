@@ -22,8 +22,15 @@ use pgward::audit::chain::{
     Chain, Head, ProblemKind, Report, Start, encode_line, lines_of, verify_lines,
 };
 use pgward::audit::postgres::{PgSink, PgSinkError, migrate, read_lines};
+use pgward::config::types::TlsSettings;
 use serde_json::{Map, Value, json};
 use tokio_postgres::NoTls;
+
+/// The test cluster is on this machine: plain text, chosen by the defaults.
+const LOCAL: TlsSettings = TlsSettings {
+    mode: None,
+    ca_file: None,
+};
 
 /// Held while migrating or changing roles: concurrent `ALTER ROLE`s of one role can fail
 /// with "tuple concurrently updated".
@@ -54,8 +61,10 @@ impl AuditDb {
         };
         if migrated {
             let _guard = SETUP.lock().await;
-            migrate(&db.superuser_url()).await.expect("first migration");
-            migrate(&db.superuser_url())
+            migrate(&db.superuser_url(), &LOCAL)
+                .await
+                .expect("first migration");
+            migrate(&db.superuser_url(), &LOCAL)
                 .await
                 .expect("the migration runs again");
             su.batch_execute(&format!(
@@ -100,7 +109,7 @@ impl AuditDb {
 
     /// Verifies the stored chain from the genesis, as `pgward audit verify --postgres` does.
     async fn verify(&self, head: Option<&Head>) -> Report {
-        let text = read_lines(&self.reader())
+        let text = read_lines(&self.reader(), &LOCAL)
             .await
             .expect("read the audit table");
         verify_lines(lines_of("postgres", &text), None, &Start::Genesis, head)
@@ -144,7 +153,9 @@ async fn the_migration_is_idempotent_and_the_writer_can_only_insert() {
         su.batch_execute("ALTER ROLE pgward_audit_writer SUPERUSER CREATEROLE")
             .await
             .unwrap();
-        migrate(&db.superuser_url()).await.expect("third run");
+        migrate(&db.superuser_url(), &LOCAL)
+            .await
+            .expect("third run");
     }
     let row = su
         .query_one(
@@ -200,14 +211,14 @@ async fn the_migration_is_idempotent_and_the_writer_can_only_insert() {
         assert_eq!(sqlstate(writer.batch_execute(sql).await), "23514", "{sql}");
     }
     // The writer cannot read the table back through the verifier either.
-    match read_lines(&db.writer()).await {
+    match read_lines(&db.writer(), &LOCAL).await {
         Err(PgSinkError::Postgres { code, .. }) => assert_eq!(code, "42501"),
         other => panic!("the writer read the table: {other:?}"),
     }
 
     // The reader reads, and does nothing else.
     let reader = db.client(&db.reader()).await;
-    assert_eq!(read_lines(&db.reader()).await.unwrap(), "{}\n");
+    assert_eq!(read_lines(&db.reader(), &LOCAL).await.unwrap(), "{}\n");
     for sql in [
         "INSERT INTO pgward_audit.events (seq, hash, line) VALUES (2, repeat('a', 64), '{}')",
         "UPDATE pgward_audit.events SET line = line",
@@ -249,9 +260,9 @@ async fn the_migration_is_idempotent_and_the_writer_can_only_insert() {
         (true, r#"{"search_path=pg_catalog, pg_temp"}"#.into())
     );
     // The posture check: the writer can rewrite nothing; the superuser everything.
-    let sink = PgSink::connect(&db.writer()).await.unwrap();
+    let sink = PgSink::connect(&db.writer(), &LOCAL).await.unwrap();
     assert_eq!(sink.rewrite_powers().await.unwrap(), Vec::<&str>::new());
-    let sink = PgSink::connect(&db.superuser_url()).await.unwrap();
+    let sink = PgSink::connect(&db.superuser_url(), &LOCAL).await.unwrap();
     assert_eq!(
         sink.rewrite_powers().await.unwrap(),
         ["superuser", "owner", "update", "delete", "truncate"]
@@ -263,7 +274,9 @@ async fn the_migration_is_idempotent_and_the_writer_can_only_insert() {
     su.batch_execute("GRANT pgward_audit_writer TO audit_roles_x")
         .await
         .unwrap();
-    let sink = PgSink::connect(&db.url("audit_roles_x")).await.unwrap();
+    let sink = PgSink::connect(&db.url("audit_roles_x"), &LOCAL)
+        .await
+        .unwrap();
     assert_eq!(sink.rewrite_powers().await.unwrap(), ["delete"]);
     // Re-running kept the data.
     let n: i64 = su
@@ -290,7 +303,7 @@ async fn a_schema_created_by_someone_else_is_not_adopted() {
         .await
         .unwrap();
     let _guard = SETUP.lock().await;
-    match migrate(&db.superuser_url()).await {
+    match migrate(&db.superuser_url(), &LOCAL).await {
         Err(PgSinkError::Postgres { code, message }) => {
             assert_eq!(code, "P0001");
             assert!(
@@ -305,7 +318,9 @@ async fn a_schema_created_by_someone_else_is_not_adopted() {
 #[tokio::test]
 async fn the_sink_appends_sealed_events_and_resumes_after_a_restart() {
     let db = AuditDb::create("audit_resume", true).await;
-    let sink = PgSink::connect(&db.writer()).await.expect("connect");
+    let sink = PgSink::connect(&db.writer(), &LOCAL)
+        .await
+        .expect("connect");
     assert!(sink.reachable().await);
     assert_eq!(sink.head().await.unwrap(), None);
 
@@ -318,7 +333,9 @@ async fn the_sink_appends_sealed_events_and_resumes_after_a_restart() {
 
     // A restart: a new sink and a chain resumed from the table's newest event.
     drop((sink, chain));
-    let sink = PgSink::connect(&db.writer()).await.expect("reconnect");
+    let sink = PgSink::connect(&db.writer(), &LOCAL)
+        .await
+        .expect("reconnect");
     let last = sink.head().await.unwrap().expect("a head");
     let mut chain = Chain::resume(&last, None).expect("resume");
     for n in 4..=5 {
@@ -333,7 +350,7 @@ async fn the_sink_appends_sealed_events_and_resumes_after_a_restart() {
         .unwrap();
     sealed.push(next);
 
-    let text = read_lines(&db.reader()).await.unwrap();
+    let text = read_lines(&db.reader(), &LOCAL).await.unwrap();
     let expected: String = sealed.iter().map(encode_line).collect();
     assert_eq!(text, expected);
     let report = db.verify(chain.head()).await;
@@ -364,7 +381,9 @@ async fn the_sink_appends_sealed_events_and_resumes_after_a_restart() {
 #[tokio::test]
 async fn verify_names_the_first_edited_deleted_reordered_or_missing_event() {
     let db = AuditDb::create("audit_verify", true).await;
-    let sink = PgSink::connect(&db.writer()).await.expect("connect");
+    let sink = PgSink::connect(&db.writer(), &LOCAL)
+        .await
+        .expect("connect");
     let mut chain = Chain::new(None).unwrap();
     for n in 1..=6 {
         append(&sink, &mut chain, n).await;
@@ -457,8 +476,12 @@ async fn verify_names_the_first_edited_deleted_reordered_or_missing_event() {
 #[tokio::test]
 async fn a_second_writer_on_the_same_table_is_refused_as_a_fork() {
     let db = AuditDb::create("audit_fork", true).await;
-    let a = PgSink::connect(&db.writer()).await.expect("first sink");
-    let b = PgSink::connect(&db.writer()).await.expect("second sink");
+    let a = PgSink::connect(&db.writer(), &LOCAL)
+        .await
+        .expect("first sink");
+    let b = PgSink::connect(&db.writer(), &LOCAL)
+        .await
+        .expect("second sink");
     let mut chain_a = Chain::new(None).unwrap();
     append(&a, &mut chain_a, 1).await;
     append(&a, &mut chain_a, 2).await;
@@ -508,7 +531,9 @@ async fn a_second_writer_on_the_same_table_is_refused_as_a_fork() {
 #[tokio::test]
 async fn a_stuck_audit_database_fails_the_write_instead_of_holding_it() {
     let db = AuditDb::create("audit_stuck", true).await;
-    let sink = PgSink::connect(&db.writer()).await.expect("connect");
+    let sink = PgSink::connect(&db.writer(), &LOCAL)
+        .await
+        .expect("connect");
     let mut chain = Chain::new(None).unwrap();
     append(&sink, &mut chain, 1).await;
     // The table locked by another session: the INSERT waits, and the statement timeout ends
@@ -546,7 +571,9 @@ async fn a_stuck_audit_database_fails_the_write_instead_of_holding_it() {
 async fn errors_name_the_problem_but_never_the_url() {
     let db = AuditDb::create("audit_bare", false).await;
     // The migration was never applied.
-    let sink = PgSink::connect(&db.superuser_url()).await.expect("connect");
+    let sink = PgSink::connect(&db.superuser_url(), &LOCAL)
+        .await
+        .expect("connect");
     assert!(matches!(sink.head().await, Err(PgSinkError::NotMigrated)));
     let hash = "a".repeat(64);
     let line = format!(r#"{{"hash":"{hash}","seq":1}}"#);
@@ -555,7 +582,7 @@ async fn errors_name_the_problem_but_never_the_url() {
         Err(PgSinkError::NotMigrated)
     ));
     assert!(matches!(
-        read_lines(&db.superuser_url()).await,
+        read_lines(&db.superuser_url(), &LOCAL).await,
         Err(PgSinkError::NotMigrated)
     ));
 
@@ -566,7 +593,7 @@ async fn errors_name_the_problem_but_never_the_url() {
         .unwrap()
         .port();
     let url = format!("postgres://audit_user:pw-s3cret@127.0.0.1:{port}/audit");
-    let err = PgSink::connect(&url).await.unwrap_err();
+    let err = PgSink::connect(&url, &LOCAL).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, PgSinkError::Unavailable(_)), "{err:?}");
     assert!(
@@ -575,10 +602,10 @@ async fn errors_name_the_problem_but_never_the_url() {
             && !text.contains(&port.to_string()),
         "{text}"
     );
-    let err = migrate(&url).await.unwrap_err();
+    let err = migrate(&url, &LOCAL).await.unwrap_err();
     assert!(!err.to_string().contains("s3cret"), "{err}");
 
-    let err = PgSink::connect("postgres://audit_user:pw-s3cret@[::1/audit")
+    let err = PgSink::connect("postgres://audit_user:pw-s3cret@[::1/audit", &LOCAL)
         .await
         .unwrap_err();
     assert!(matches!(err, PgSinkError::Url), "{err:?}");

@@ -51,7 +51,7 @@ fn example_config_loads_and_validates() {
 fn every_problem_is_reported_at_once() {
     let text = r#"
 [database]
-url = "postgres://r@h/db"
+url = "postgres://r@127.0.0.1/db"
 statement_timeout_ms = 0
 schemas = ["public", "pg_catalog"]
 
@@ -152,7 +152,7 @@ fn http_example_config_loads_and_validates() {
 
 #[test]
 fn network_listeners_need_tls_in_front_and_credentials() {
-    let text = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+    let text = "[database]\nurl = \"postgres://r@127.0.0.1/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
                 [http]\nlisten = \"0.0.0.0:8080\"\npublic_url = \"https://x.example/mcp\"\n";
     let problems = validate(&parse(text).unwrap(), &BTreeMap::new()).unwrap_err();
     assert!(
@@ -170,7 +170,7 @@ fn network_listeners_need_tls_in_front_and_credentials() {
 
 #[test]
 fn tls_settings_are_consistent() {
-    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+    let base = "[database]\nurl = \"postgres://r@127.0.0.1/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
                 [[auth.api_keys]]\nsubject = \"s\"\nkey_sha256 = \"00\"\nscopes = []\n";
     // TLS served by pgward: a network address is fine, the URL must be https.
     let ok = format!(
@@ -193,9 +193,48 @@ fn tls_settings_are_consistent() {
 }
 
 #[test]
+fn tls_to_the_databases_is_chosen_for_remote_servers() {
+    let tables = "[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n";
+    let check = |text: String| validate(&parse(&text).unwrap(), &BTreeMap::new()).err();
+    // Remote servers with nothing chosen: both named, with what to set.
+    let problems = check(format!(
+        "[database]\nurl = \"postgres://r@db.internal/db\"\n{tables}\
+         [audit]\npostgres_url = \"postgres://w@audit.internal/a\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        problems,
+        [
+            "the server `db.internal` is not on this machine and database.tls is not set: set database.tls to \"verify-full\" (with database.tls_ca_file for a private CA), or to \"off\" for a network you trust",
+            "the server `audit.internal` is not on this machine and audit.postgres_tls is not set: set audit.postgres_tls to \"verify-full\" (with audit.postgres_tls_ca_file for a private CA), or to \"off\" for a network you trust",
+        ]
+    );
+    // Chosen either way, they pass.
+    assert_eq!(
+        check(format!(
+            "[database]\nurl = \"postgres://r@db.internal/db\"\ntls = \"verify-full\"\n{tables}\
+             [audit]\npostgres_url = \"postgres://w@audit.internal/a\"\npostgres_tls = \"off\"\n"
+        )),
+        None
+    );
+    // Settings that cannot apply.
+    let problems = check(format!(
+        "[database]\nurl = \"postgres://r@127.0.0.1/db\"\ntls = \"off\"\ntls_ca_file = \"/ca.pem\"\n\
+         {tables}[audit]\npostgres_tls = \"verify-full\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        problems,
+        [
+            "database.tls_ca_file is set but database.tls is \"off\"",
+            "audit.postgres_tls and audit.postgres_tls_ca_file apply only with audit.postgres_url",
+        ]
+    );
+}
+
+#[test]
 fn audit_and_admin_settings_are_checked() {
-    let base =
-        "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n";
+    let base = "[database]\nurl = \"postgres://r@127.0.0.1/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n";
     let bad = format!(
         "{base}[audit]\nstderr = false\nfile_max_bytes = 10\nfile_keep = 0\nfailure_policy = \"fail_closed\"\n\
          [admin]\nlisten = \"0.0.0.0:9090\"\n"
@@ -240,7 +279,7 @@ fn audit_and_admin_settings_are_checked() {
 
 #[test]
 fn trusted_proxies_are_addresses_or_networks_but_never_everyone() {
-    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+    let base = "[database]\nurl = \"postgres://r@127.0.0.1/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
                 [[auth.api_keys]]\nsubject = \"s\"\nkey_sha256 = \"00\"\nscopes = []\n[http]\n\
                 public_url = \"http://127.0.0.1/mcp\"\n";
     let ok = format!("{base}trusted_proxies = [\"10.0.0.7\", \"10.244.0.0/16\", \"fd00::/8\"]\n");
@@ -259,7 +298,7 @@ fn trusted_proxies_are_addresses_or_networks_but_never_everyone() {
 
 #[test]
 fn client_certificate_settings_are_consistent() {
-    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+    let base = "[database]\nurl = \"postgres://r@127.0.0.1/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
                 [[auth.client_certs]]\ncommon_name = \"bot\"\nscopes = [\"db:read\"]\n\
                 [http]\nlisten = \"0.0.0.0:8443\"\npublic_url = \"https://db.example/mcp\"\n";
     // A client certificate is the only credential: fine with a client CA.
@@ -302,7 +341,7 @@ fn client_certificate_settings_are_consistent() {
 
 #[test]
 fn plain_http_public_urls_must_name_a_loopback_host_exactly() {
-    let base = "[database]\nurl = \"postgres://r@h/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
+    let base = "[database]\nurl = \"postgres://r@127.0.0.1/db\"\n[[tables]]\nname = \"t\"\ncolumns = [\"a\"]\n\
                 [[auth.api_keys]]\nsubject = \"s\"\nkey_sha256 = \"00\"\nscopes = []\n[http]\n";
     for (url, ok) in [
         ("http://127.0.0.1:8080/mcp", true),

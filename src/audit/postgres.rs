@@ -36,11 +36,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, Pool, PoolError, RecyclingMethod};
 use futures_util::{StreamExt, pin_mut};
 use serde_json::{Map, Value};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+
+use crate::config::types::TlsSettings;
+use crate::db::tls::{AUDIT_KEYS, FLAG_KEYS, TlsKeys, Transport};
 
 /// The audit schema, applied by `pgward migrate` to the audit database.
 pub const AUDIT_MIGRATION: &str = include_str!("../../migrations/002_audit.sql");
@@ -104,6 +106,10 @@ pub enum PgSinkError {
          check it with `pgward audit verify --postgres`"
     )]
     CorruptHead { seq: i64 },
+    /// The TLS settings for the audit database: contradictory, incomplete, or a CA file
+    /// unusable.
+    #[error("{0}")]
+    Tls(String),
     #[error(
         "the postgres audit table holds more than {limit} bytes of events, more than one \
          verification reads into memory"
@@ -161,11 +167,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 /// The URL parsed, with pgward's connect timeout and application name, and `statement_timeout`
-/// (milliseconds) added to the URL's own `options` when given.
+/// (milliseconds) added to the URL's own `options` when given; and how to reach the server
+/// ([`Transport::choose`], `keys` naming where `tls` is set).
 fn config(
     url: &str,
     statement_timeout_ms: Option<u64>,
-) -> Result<tokio_postgres::Config, PgSinkError> {
+    tls: &TlsSettings,
+    keys: &TlsKeys,
+) -> Result<(tokio_postgres::Config, Transport), PgSinkError> {
     // The parser's message can quote a character of the URL, which may be in the password.
     let mut pg = tokio_postgres::Config::from_str(url).map_err(|_| PgSinkError::Url)?;
     pg.connect_timeout(CONNECT_TIMEOUT);
@@ -174,25 +183,20 @@ fn config(
         crate::db::add_options(&mut pg, &format!("-c statement_timeout={ms}"))
             .map_err(|_| PgSinkError::UrlOptions)?;
     }
-    Ok(pg)
+    let transport = Transport::choose(&mut pg, tls, keys).map_err(PgSinkError::Tls)?;
+    Ok((pg, transport))
 }
 
-/// One connection outside any pool, for the one-shot commands ([`migrate`], [`read_lines`]).
-async fn connect_once(
-    url: &str,
-    statement_timeout_ms: Option<u64>,
-) -> Result<tokio_postgres::Client, PgSinkError> {
-    let (client, connection) = config(url, statement_timeout_ms)?
-        .connect(NoTls)
+/// One connection outside any pool, for the one-shot commands ([`migrate`], [`read_lines`]),
+/// with the TLS settings of their flags.
+async fn connect_once(url: &str, tls: &TlsSettings) -> Result<tokio_postgres::Client, PgSinkError> {
+    let (pg, transport) = config(url, None, tls, &FLAG_KEYS)?;
+    transport
+        .connect(&pg, |e| {
+            tracing::debug!(error = %describe(e), "audit database connection ended");
+        })
         .await
-        .map_err(|e| PgSinkError::from_pg(&e))?;
-    // The task ends when the client is dropped; an error after that changes nothing.
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %describe(&e), "audit database connection ended");
-        }
-    });
-    Ok(client)
+        .map_err(|e| PgSinkError::from_pg(&e))
 }
 
 /// The sink: a small pool of connections to the audit database, as the writer role.
@@ -214,10 +218,10 @@ impl std::fmt::Debug for PgSink {
 impl PgSink {
     /// Builds the pool and opens one connection, so an unreachable audit database or a refused
     /// login stops start-up instead of failing the first call.
-    pub async fn connect(url: &str) -> Result<PgSink, PgSinkError> {
-        let manager = Manager::from_config(
-            config(url, Some(STATEMENT_TIMEOUT_MS))?,
-            NoTls,
+    pub async fn connect(url: &str, tls: &TlsSettings) -> Result<PgSink, PgSinkError> {
+        let (pg, transport) = config(url, Some(STATEMENT_TIMEOUT_MS), tls, &AUDIT_KEYS)?;
+        let manager = transport.manager(
+            pg,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -341,8 +345,8 @@ fn check_line(seq: u64, hash: &str, line: &str) -> Result<(), PgSinkError> {
 /// Applies [`AUDIT_MIGRATION`] to the database at `url` (run it as a superuser). The file is
 /// trusted SQL from this repository with many statements in one transaction, so it goes
 /// through the simple query protocol. Safe to run again.
-pub async fn migrate(url: &str) -> Result<(), PgSinkError> {
-    let client = connect_once(url, None).await?;
+pub async fn migrate(url: &str, tls: &TlsSettings) -> Result<(), PgSinkError> {
+    let client = connect_once(url, tls).await?;
     client
         .batch_execute(AUDIT_MIGRATION)
         .await
@@ -356,8 +360,8 @@ pub async fn migrate(url: &str) -> Result<(), PgSinkError> {
 /// One SELECT, so one consistent snapshot. Rows are streamed from the server into the text,
 /// so memory is the text itself (about the table's size), capped at [`MAX_READ_BYTES`]. No
 /// statement timeout: verifying a large table is an operator's command and may take a while.
-pub async fn read_lines(url: &str) -> Result<String, PgSinkError> {
-    let client = connect_once(url, None).await?;
+pub async fn read_lines(url: &str, tls: &TlsSettings) -> Result<String, PgSinkError> {
+    let client = connect_once(url, tls).await?;
     let rows = client
         .query_raw(READ_SQL, std::iter::empty::<i64>())
         .await
@@ -382,9 +386,29 @@ pub async fn read_lines(url: &str) -> Result<String, PgSinkError> {
 mod tests {
     use super::*;
 
+    /// `tls = "off"`: these URLs name a remote host.
+    fn plain() -> TlsSettings {
+        TlsSettings {
+            mode: Some(crate::config::types::DatabaseTls::Off),
+            ca_file: None,
+        }
+    }
+
+    fn options(url: &str, timeout: Option<u64>) -> Option<String> {
+        let (pg, _) = config(url, timeout, &plain(), &AUDIT_KEYS).unwrap();
+        pg.get_options().map(str::to_string)
+    }
+
     #[test]
     fn a_bad_url_is_reported_without_its_text() {
-        let err = config("postgres://audit:s3cr%t@db:notaport/audit", None).unwrap_err();
+        let err = config(
+            "postgres://audit:s3cr%t@db:notaport/audit",
+            None,
+            &plain(),
+            &AUDIT_KEYS,
+        )
+        .err()
+        .unwrap();
         let text = err.to_string();
         assert!(matches!(err, PgSinkError::Url));
         assert!(!text.contains("s3cr") && !text.contains("db:"), "{text}");
@@ -392,16 +416,41 @@ mod tests {
 
     #[test]
     fn the_statement_timeout_joins_the_urls_own_options() {
-        let pg = config("postgres://u@h/d?options=-c%20work_mem%3D4MB", Some(5000)).unwrap();
         assert_eq!(
-            pg.get_options(),
+            options("postgres://u@h/d?options=-c%20work_mem%3D4MB", Some(5000)).as_deref(),
             Some("-c work_mem=4MB -c statement_timeout=5000")
         );
-        let pg = config("postgres://u@h/d", Some(5000)).unwrap();
-        assert_eq!(pg.get_options(), Some("-c statement_timeout=5000"));
         assert_eq!(
-            config("postgres://u@h/d", None).unwrap().get_options(),
-            None
+            options("postgres://u@h/d", Some(5000)).as_deref(),
+            Some("-c statement_timeout=5000")
+        );
+        assert_eq!(options("postgres://u@h/d", None), None);
+    }
+
+    #[test]
+    fn a_remote_audit_database_needs_a_tls_choice_named_where_it_is_made() {
+        for (keys, named) in [(&AUDIT_KEYS, "audit.postgres_tls"), (&FLAG_KEYS, "--tls")] {
+            let err = config(
+                "postgres://u@audit-db/d",
+                None,
+                &TlsSettings::default(),
+                keys,
+            )
+            .err()
+            .unwrap();
+            assert!(
+                matches!(&err, PgSinkError::Tls(m) if m.starts_with(&format!("the server `audit-db` is not on this machine and {named} is not set"))),
+                "{err}"
+            );
+        }
+        assert!(
+            config(
+                "postgres://u@127.0.0.1/d",
+                None,
+                &TlsSettings::default(),
+                &AUDIT_KEYS
+            )
+            .is_ok()
         );
     }
 

@@ -122,7 +122,7 @@ impl AuditLog {
         };
         let (pg_last, postgres) = match &cfg.postgres_url {
             Some(url) => {
-                let pg = PgSink::connect(url).await?;
+                let pg = PgSink::connect(url, &cfg.postgres_tls_settings()).await?;
                 // INVARIANT: the audit role can only append. A role that can rewrite the table
                 // could also rewrite the evidence, so pgward does not start with one.
                 let powers = pg.rewrite_powers().await?;

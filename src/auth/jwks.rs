@@ -15,11 +15,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
-use rustls_platform_verifier::BuilderVerifierExt;
-use tokio_rustls::rustls;
-
 use crate::auth::config::AuthConfig;
 use crate::auth::verify::{JWKS_REFRESH_DEFAULT_SECS, JwksHandle};
 
@@ -268,31 +263,7 @@ fn describe(e: reqwest::Error) -> String {
 /// An HTTPS-only client (ring, TLS 1.2+, no redirects) trusting the system CA store, or only
 /// the certificates in `ca_file`.
 fn https_client(ca_file: Option<&str>) -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?;
-    let mut config = match ca_file {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("`{path}`: {e}"))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("`{path}`: unusable CA certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("`{path}`: no certificate found"));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        None => builder
-            .with_platform_verifier()
-            .map_err(|e| format!("system trust store: {e}"))?
-            .with_no_client_auth(),
-    };
+    let mut config = crate::tls::client_config(ca_file)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)

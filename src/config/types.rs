@@ -90,6 +90,20 @@ pub struct AuditConfig {
     pub failure_policy: FailurePolicy,
     /// Key for HMAC-SHA256 chaining instead of plain SHA-256; must be written as `${ENV_VAR}`.
     pub hmac_key: Option<String>,
+    /// TLS to the audit database, as `database.tls`.
+    pub postgres_tls: Option<DatabaseTls>,
+    /// CA certificates for the audit database, as `database.tls_ca_file`.
+    pub postgres_tls_ca_file: Option<String>,
+}
+
+impl AuditConfig {
+    /// `postgres_tls` and `postgres_tls_ca_file`.
+    pub fn postgres_tls_settings(&self) -> TlsSettings {
+        TlsSettings {
+            mode: self.postgres_tls,
+            ca_file: self.postgres_tls_ca_file.clone(),
+        }
+    }
 }
 
 impl Default for AuditConfig {
@@ -102,6 +116,8 @@ impl Default for AuditConfig {
             postgres_url: None,
             failure_policy: FailurePolicy::FailClosed,
             hmac_key: None,
+            postgres_tls: None,
+            postgres_tls_ca_file: None,
         }
     }
 }
@@ -157,6 +173,46 @@ pub struct DatabaseConfig {
     /// Serve even if the role is a superuser, bypasses RLS or can write. Logged loudly.
     #[serde(default)]
     pub allow_privileged_role: bool,
+    /// TLS to PostgreSQL. Unset: `verify-full` when the URL says `sslmode=require`, plain
+    /// text to a server on this machine, and anything else refused.
+    #[serde(default)]
+    pub tls: Option<DatabaseTls>,
+    /// CA certificates (PEM) the server's certificate must chain to, instead of the system
+    /// trust store. Only with TLS.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// `tls` and `tls_ca_file`.
+    pub fn tls_settings(&self) -> TlsSettings {
+        TlsSettings {
+            mode: self.tls,
+            ca_file: self.tls_ca_file.clone(),
+        }
+    }
+}
+
+/// The TLS settings that go with one connection URL (see `db::tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Unset: `verify-full` for `sslmode=require` or a CA file, plain text to this machine,
+    /// a remote server refused.
+    pub mode: Option<DatabaseTls>,
+    /// CA certificates (PEM) instead of the system trust store.
+    pub ca_file: Option<String>,
+}
+
+/// How pgward connects to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DatabaseTls {
+    /// TLS required, the server's certificate verified against the trust store and its name
+    /// against the host connected to (libpq's `sslmode=verify-full`).
+    #[serde(rename = "verify-full")]
+    VerifyFull,
+    /// Plain text, for a network the operator trusts.
+    #[serde(rename = "off")]
+    Off,
 }
 
 fn default_pool_size() -> usize {

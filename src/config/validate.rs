@@ -130,6 +130,10 @@ pub fn validate(
     let db = &config.database;
     if db.url.trim().is_empty() {
         problems.push("database.url: must not be empty".into());
+    } else if let Some(problem) =
+        crate::db::tls::check_url(&db.url, &db.tls_settings(), &crate::db::tls::DATABASE_KEYS)
+    {
+        problems.push(problem);
     }
     if db.pool_size == 0 || db.pool_size > 256 {
         problems.push(format!(
@@ -560,6 +564,20 @@ fn build_scopes(
 }
 
 fn validate_audit(audit: &AuditConfig, problems: &mut Vec<String>) {
+    let tls = audit.postgres_tls_settings();
+    match &audit.postgres_url {
+        Some(url) => {
+            if let Some(problem) = crate::db::tls::check_url(url, &tls, &crate::db::tls::AUDIT_KEYS)
+            {
+                problems.push(problem);
+            }
+        }
+        None if tls != super::types::TlsSettings::default() => problems.push(
+            "audit.postgres_tls and audit.postgres_tls_ca_file apply only with audit.postgres_url"
+                .into(),
+        ),
+        None => {}
+    }
     if !audit.stderr && audit.file.is_none() && audit.postgres_url.is_none() {
         problems.push(
             "audit: no sink is configured; set audit.stderr = true, audit.file or audit.postgres_url (every call must leave an event)"

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -274,6 +274,31 @@ impl TempCluster {
         }
         self.start_server()?;
         self.wait_for_tcp(Duration::from_secs(30))
+    }
+
+    /// Serves TLS from now on with the certificate chain `cert_pem` and its key `key_pem`,
+    /// written into the data directory (the key 0600, both owned by the server's user), and
+    /// restarts the server. Plain-text connections are still accepted. Blocking.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), ClusterError> {
+        let key = self.data_dir.join("server.key");
+        write_file(&self.data_dir.join("server.crt"), cert_pem)?;
+        write_file(&key, key_pem)?;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).map_err(|source| {
+            ClusterError::Io {
+                action: format!("restrict `{}`", key.display()),
+                source,
+            }
+        })?;
+        let conf = self.data_dir.join("postgresql.conf");
+        let base = read_file(&conf)?;
+        write_file(
+            &conf,
+            &format!("{base}ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"),
+        )?;
+        if !matches!(self.run_as, RunAs::CurrentUser) {
+            self.chown_to_postgres()?;
+        }
+        self.restart()
     }
 
     /// Whether `pg_ctl status` sees a running server (exit code 0; 3 means stopped).

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod params;
 mod pool;
+pub mod tls;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -14,13 +15,13 @@ use std::time::Duration;
 use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use futures_util::{StreamExt, pin_mut};
 use serde_json::Value;
-use tokio_postgres::NoTls;
 use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::config::types::DatabaseConfig;
 use crate::policy::QualifiedName;
 use pool::{Pool, Session, Statements};
+use tls::Transport;
 
 pub use pool::STATEMENTS_PER_CONNECTION;
 
@@ -45,6 +46,9 @@ pub enum DbError {
     Param(String),
     #[error("refusing to serve: {0}")]
     Posture(String),
+    /// The TLS settings for the database: contradictory, incomplete, or a CA file unusable.
+    #[error("{0}")]
+    Tls(String),
     /// The result does not have the shape the check computed: refused, never shaped.
     #[error("result shape mismatch: {0}")]
     Mismatch(String),
@@ -66,7 +70,7 @@ impl DbError {
                 code: db.code().code().to_string(),
                 message: db.message().to_string(),
             },
-            None => DbError::Unavailable(e.to_string()),
+            None => DbError::Unavailable(with_causes(e)),
         }
     }
 
@@ -148,6 +152,8 @@ pub struct QueryOutput {
 pub struct Database {
     pool: Pool,
     begin: String,
+    /// How connections (and cancel requests) reach the server.
+    transport: Transport,
 }
 
 impl Database {
@@ -163,16 +169,12 @@ impl Database {
             ));
         }
         add_options(&mut pg, &session_options(cfg)).map_err(|e| DbError::Url(e.into()))?;
-        let manager = pool::Manager::new(
-            deadpool_postgres::Manager::from_config(
-                pg,
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            ),
-            session_settings(cfg),
-        );
+        let transport = Transport::choose(&mut pg, &cfg.tls_settings(), &tls::DATABASE_KEYS)
+            .map_err(DbError::Tls)?;
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = pool::Manager::new(transport.manager(pg, recycling), session_settings(cfg));
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size)
             .runtime(deadpool::Runtime::Tokio1)
@@ -183,6 +185,7 @@ impl Database {
         Ok(Self {
             pool,
             begin: begin_sql(cfg),
+            transport,
         })
     }
 
@@ -217,7 +220,7 @@ impl Database {
             .pool
             .get()
             .await
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            .map_err(|e| DbError::Unavailable(with_causes(&e)))?;
         Ok(Session::new(object))
     }
 
@@ -326,7 +329,7 @@ impl Database {
                     // that arrives before the statement starts is ignored by PostgreSQL, so it
                     // is repeated until the statement ends.
                     for _ in 0..CANCEL_ATTEMPTS {
-                        let _ = cancel_token.cancel_query(NoTls).await;
+                        let _ = self.transport.cancel(&cancel_token).await;
                         tokio::select! {
                             _ = &mut work => break,
                             () = tokio::time::sleep(CANCEL_RETRY) => {}
@@ -669,6 +672,22 @@ fn quote_ident(s: &str) -> String {
 }
 
 /// Removes anything that looks like a password from a driver message.
+/// An error's text with the causes under it (the driver says "error performing TLS
+/// handshake"; the cause says which certificate check failed), for the operator's log.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn strip_secrets(msg: &str) -> String {
     if msg.contains("password") {
         "the URL could not be parsed".into()
