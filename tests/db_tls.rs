@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::future::pending;
 use std::path::Path;
 
+use pgward::audit::postgres::{PgSink, PgSinkError, migrate};
 use pgward::config::load::parse;
+use pgward::config::types::{DatabaseTls, TlsSettings};
 use pgward::config::validate;
 use pgward::db::cluster::TempCluster;
 use pgward::db::{CallLimits, Database, DbError};
@@ -123,6 +125,29 @@ async fn verify_full_checks_the_chain_and_the_name_and_never_falls_back() {
         matches!(&err, DbError::Unavailable(m) if m.ends_with("invalid peer certificate: certificate not valid for name \"localhost\"; certificate is only valid for IpAddress(127.0.0.1)")),
         "{err}"
     );
+
+    // The audit database's connections (the sink's pool, and the one-shot commands with their
+    // flags' settings) take the same path.
+    let audit_tls = TlsSettings {
+        mode: Some(DatabaseTls::VerifyFull),
+        ca_file: Some(ca_file.clone()),
+    };
+    migrate(&url, &audit_tls).await.unwrap();
+    let sink = PgSink::connect(&url, &audit_tls).await.unwrap();
+    assert_eq!(sink.head().await.unwrap(), None);
+    let wrong = TlsSettings {
+        mode: Some(DatabaseTls::VerifyFull),
+        ca_file: Some(other_ca_file.clone()),
+    };
+    for err in [
+        migrate(&url, &wrong).await.unwrap_err(),
+        PgSink::connect(&url, &wrong).await.err().unwrap(),
+    ] {
+        assert!(
+            matches!(&err, PgSinkError::Unavailable(m) if m.contains("invalid peer certificate")),
+            "{err}"
+        );
+    }
 
     // `off` never attempts TLS, even to a server that offers it.
     let db = database(&url, "tls = \"off\"").unwrap();
