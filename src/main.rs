@@ -127,6 +127,9 @@ fn audit_verify(
     from_anywhere: bool,
     postgres_tls: pgward::config::types::TlsSettings,
 ) -> ExitCode {
+    if postgres_env.is_none() && postgres_tls != pgward::config::types::TlsSettings::default() {
+        return fail(&"--tls and --tls-ca-file apply only with --postgres-env");
+    }
     let postgres_url = match postgres_env {
         Some(var) => match std::env::var(&var) {
             Ok(url) if !url.is_empty() => Some(url),

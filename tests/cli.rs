@@ -225,3 +225,29 @@ fn a_bad_worker_thread_count_stops_start_up_with_a_clear_error() {
     assert!(!stderr.contains("PGWARD_WORKER_THREADS"), "{stderr}");
     assert!(stderr.contains("PGWARD_DB_PASSWORD"), "{stderr}");
 }
+
+/// The audit database's TLS flags apply to the table; with files they would be ignored, so
+/// they are refused. Without them, files verify as before (here: one that does not exist).
+#[test]
+fn audit_verify_takes_tls_flags_only_for_the_table() {
+    let out = pgward(&["audit", "verify", "no-such.jsonl", "--tls", "verify-full"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap().trim(),
+        "pgward: --tls and --tls-ca-file apply only with --postgres-env"
+    );
+    let out = pgward(&["audit", "verify", "no-such.jsonl", "--tls", "maybe"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("invalid value 'maybe' for '--tls <TLS>'"),
+    );
+    let out = pgward(&["audit", "verify", "no-such.jsonl"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("no-such.jsonl"),
+    );
+}

@@ -24,9 +24,10 @@
 //!
 //! # Connections
 //!
-//! No TLS yet: like the main pool, connections use `NoTls`. A URL with `sslmode=require` fails
-//! at connect instead of falling back to plain text; keep the audit database on a trusted
-//! network (or a Unix socket) until TLS is supported. Every connection has a connect timeout
+//! TLS as for the main pool (`audit.postgres_tls`, `audit.postgres_tls_ca_file`; the flags
+//! `--tls` and `--tls-ca-file` for the one-shot commands): verified or never attempted, never
+//! a fallback from one to the other, and plain text to a remote server only when chosen
+//! ([`crate::db::tls`]). Every connection has a connect timeout
 //! and, for the sink, a statement timeout, so a hung audit database fails the write (and the
 //! failure policy applies) instead of hanging the call.
 //!
@@ -176,7 +177,9 @@ fn config(
     keys: &TlsKeys,
 ) -> Result<(tokio_postgres::Config, Transport), PgSinkError> {
     // The parser's message can quote a character of the URL, which may be in the password.
-    let mut pg = tokio_postgres::Config::from_str(url).map_err(|_| PgSinkError::Url)?;
+    let mut pg = tokio_postgres::Config::from_str(url).map_err(|_| {
+        crate::db::tls::libpq_sslmode(url, keys).map_or(PgSinkError::Url, PgSinkError::Tls)
+    })?;
     pg.connect_timeout(CONNECT_TIMEOUT);
     pg.application_name(APPLICATION_NAME);
     if let Some(ms) = statement_timeout_ms {

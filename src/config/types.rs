@@ -173,8 +173,9 @@ pub struct DatabaseConfig {
     /// Serve even if the role is a superuser, bypasses RLS or can write. Logged loudly.
     #[serde(default)]
     pub allow_privileged_role: bool,
-    /// TLS to PostgreSQL. Unset: `verify-full` when the URL says `sslmode=require`, plain
-    /// text to a server on this machine, and anything else refused.
+    /// TLS to PostgreSQL. Unset: `verify-full` when the URL says `sslmode=require` (or
+    /// `sslnegotiation=direct`) or `tls_ca_file` is set, plain text to a server on this
+    /// machine, and anything else refused.
     #[serde(default)]
     pub tls: Option<DatabaseTls>,
     /// CA certificates (PEM) the server's certificate must chain to, instead of the system

@@ -159,8 +159,12 @@ pub struct Database {
 impl Database {
     /// Builds the pool (connections open lazily).
     pub fn connect(cfg: &DatabaseConfig) -> Result<Self, DbError> {
-        let mut pg = tokio_postgres::Config::from_str(&cfg.url)
-            .map_err(|e| DbError::Url(strip_secrets(&e.to_string())))?;
+        let mut pg = tokio_postgres::Config::from_str(&cfg.url).map_err(|e| {
+            match tls::libpq_sslmode(&cfg.url, &tls::DATABASE_KEYS) {
+                Some(hint) => DbError::Tls(hint),
+                None => DbError::Url(strip_secrets(&e.to_string())),
+            }
+        })?;
         pg.connect_timeout(Duration::from_millis(cfg.connect_timeout_ms));
         pg.application_name("pgward");
         if pg.get_target_session_attrs() != TargetSessionAttrs::Any {
@@ -328,8 +332,14 @@ impl Database {
                     // The client gave up: ask the server to stop the query. A cancel request
                     // that arrives before the statement starts is ignored by PostgreSQL, so it
                     // is repeated until the statement ends.
+                    let mut cancel_failed = false;
                     for _ in 0..CANCEL_ATTEMPTS {
-                        let _ = self.transport.cancel(&cancel_token).await;
+                        if let Err(e) = self.transport.cancel(&cancel_token).await
+                            && !cancel_failed
+                        {
+                            cancel_failed = true;
+                            tracing::warn!(error = %with_causes(&e), "a cancel request failed");
+                        }
                         tokio::select! {
                             _ = &mut work => break,
                             () = tokio::time::sleep(CANCEL_RETRY) => {}
@@ -671,7 +681,6 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Removes anything that looks like a password from a driver message.
 /// An error's text with the causes under it (the driver says "error performing TLS
 /// handshake"; the cause says which certificate check failed), for the operator's log.
 fn with_causes(e: &dyn std::error::Error) -> String {
@@ -688,6 +697,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Removes anything that looks like a password from a driver message.
 fn strip_secrets(msg: &str) -> String {
     if msg.contains("password") {
         "the URL could not be parsed".into()

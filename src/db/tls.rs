@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::{Host, SslMode, SslNegotiation};
 use tokio_postgres::{CancelToken, Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -73,8 +73,11 @@ impl Transport {
                 Ok(Self::Plain)
             }
             DatabaseTls::VerifyFull => {
-                let config = crate::tls::client_config(tls.ca_file.as_deref())
+                let mut config = crate::tls::client_config(tls.ca_file.as_deref())
                     .map_err(|e| format!("{}: {e}", keys.ca_file))?;
+                // PostgreSQL's ALPN name: required by PostgreSQL 17 for direct TLS, ignored by
+                // older servers.
+                config.alpn_protocols = vec![b"postgresql".to_vec()];
                 pg.ssl_mode(SslMode::Require);
                 Ok(Self::Verified(MakeRustlsConnect::new(config)))
             }
@@ -131,10 +134,29 @@ impl Transport {
 
 /// The problem with `url`'s TLS settings, if there is one, for config validation (which
 /// reports every problem at once). A URL that does not parse is left to connecting, which
-/// reports it without its text.
+/// reports it without its text, unless it names one of libpq's sslmodes.
 pub fn check_url(url: &str, tls: &TlsSettings, keys: &TlsKeys) -> Option<String> {
-    let pg = Config::from_str(url).ok()?;
-    decide(&pg, tls, keys).err()
+    match Config::from_str(url) {
+        Ok(pg) => decide(&pg, tls, keys).err(),
+        Err(_) => libpq_sslmode(url, keys),
+    }
+}
+
+/// What to write instead when `url` uses an sslmode of libpq's that the driver does not take
+/// (it takes `disable`, `prefer` and `require`). The message quotes only the mode.
+pub fn libpq_sslmode(url: &str, keys: &TlsKeys) -> Option<String> {
+    let key = keys.mode;
+    ["verify-full", "verify-ca", "allow"]
+        .into_iter()
+        .find(|mode| url.contains(&format!("sslmode={mode}")))
+        .map(|mode| match mode {
+            "allow" => format!(
+                "the URL says sslmode=allow, which pgward does not take: it never switches between plain text and TLS; set {key} to \"verify-full\" or \"off\" and leave sslmode out"
+            ),
+            _ => format!(
+                "the URL says sslmode={mode}, which pgward spells {key} = \"verify-full\" (it always verifies the server's name too); leave sslmode out of the URL"
+            ),
+        })
 }
 
 /// The mode [`Transport::choose`] takes for `pg`, or why there is none (config validation
@@ -145,25 +167,52 @@ pub fn decide(pg: &Config, tls: &TlsSettings, keys: &TlsKeys) -> Result<Database
         ca_file: ca_key,
     } = keys;
     let has_ca = tls.ca_file.is_some();
-    let mode = match (tls.mode, pg.get_ssl_mode()) {
-        (Some(DatabaseTls::VerifyFull), SslMode::Disable) => {
+    // Direct TLS negotiation (PostgreSQL 17) is TLS from the first byte: it asks for TLS as
+    // `sslmode=require` does.
+    let direct = pg.get_ssl_negotiation() == SslNegotiation::Direct;
+    let url_asks = match pg.get_ssl_mode() {
+        SslMode::Disable => Some(false),
+        SslMode::Require => Some(true),
+        _ if direct => Some(true),
+        _ => None,
+    };
+    let asks_tls = if direct {
+        "the URL says sslnegotiation=direct"
+    } else {
+        "the URL says sslmode=require"
+    };
+    let (mode, why) = match (tls.mode, url_asks) {
+        (Some(DatabaseTls::VerifyFull), Some(false)) => {
             return Err(format!(
                 "{key} is \"verify-full\" but the URL says sslmode=disable"
             ));
         }
-        (Some(DatabaseTls::Off), SslMode::Require) => {
+        (Some(DatabaseTls::Off), Some(true)) => {
             return Err(format!(
-                "the URL says sslmode=require but {key} is \"off\"; set {key} to \"verify-full\""
+                "{asks_tls} but {key} is \"off\"; set {key} to \"verify-full\""
             ));
         }
-        (Some(mode), _) => mode,
-        (None, SslMode::Require) => DatabaseTls::VerifyFull,
-        (None, _) if has_ca => DatabaseTls::VerifyFull,
+        (Some(DatabaseTls::VerifyFull), _) => {
+            (DatabaseTls::VerifyFull, format!("{key} is \"verify-full\""))
+        }
+        (Some(DatabaseTls::Off), _) => (DatabaseTls::Off, String::new()),
+        (None, Some(false)) if has_ca => {
+            return Err(format!("the URL says sslmode=disable but {ca_key} is set"));
+        }
+        (None, Some(true)) => (DatabaseTls::VerifyFull, asks_tls.to_string()),
+        (None, _) if has_ca => (DatabaseTls::VerifyFull, format!("{ca_key} is set")),
         (None, _) => match remote_host(pg) {
-            None => DatabaseTls::Off,
-            Some(host) => {
+            None => (DatabaseTls::Off, String::new()),
+            Some(Shown(Some(host))) => {
                 return Err(format!(
                     "the server `{host}` is not on this machine and {key} is not set: set {key} to \"verify-full\" (with {ca_key} for a private CA), or to \"off\" for a network you trust"
+                ));
+            }
+            // Not echoed: it may hold part of a password (the URL's user part ends at its
+            // first `@`).
+            Some(Shown(None)) => {
+                return Err(format!(
+                    "a host of the URL is not a plain host name or address (an `@` in the password must be written %40), and it is not on this machine with {key} unset"
                 ));
             }
         },
@@ -172,30 +221,48 @@ pub fn decide(pg: &Config, tls: &TlsSettings, keys: &TlsKeys) -> Result<Database
         DatabaseTls::Off if has_ca => Err(format!("{ca_key} is set but {key} is \"off\"")),
         DatabaseTls::VerifyFull if pg.get_hosts().iter().any(|h| matches!(h, Host::Unix(_))) => {
             Err(format!(
-                "{key} is \"verify-full\" but a host is a Unix socket, which is never encrypted; connect over TCP or set {key} to \"off\""
+                "{why}, but a host is a Unix socket, which is never encrypted; connect over TCP or set {key} to \"off\""
             ))
         }
+        DatabaseTls::VerifyFull if pg.get_hosts().is_empty() => Err(format!(
+            "{why}, but the URL names no host to verify the certificate against (only hostaddr)"
+        )),
         mode => Ok(mode),
+    }
+}
+
+/// A host as a message may show it: `None` when it is not a plain host name or address.
+struct Shown(Option<String>);
+
+impl Shown {
+    fn of(host: &str) -> Self {
+        let plain = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_%".contains(&b));
+        Shown(plain.then(|| host.to_string()))
     }
 }
 
 /// The first host of `pg` that is not on this machine. With `hostaddr`, the addresses are
 /// what is connected to; otherwise the hosts, of which only `localhost`, loopback addresses
 /// and Unix sockets are local.
-fn remote_host(pg: &Config) -> Option<String> {
+fn remote_host(pg: &Config) -> Option<Shown> {
     let addrs = pg.get_hostaddrs();
     if !addrs.is_empty() {
         return addrs
             .iter()
             .find(|a| !a.is_loopback())
-            .map(ToString::to_string);
+            .map(|a| Shown(Some(a.to_string())));
     }
     pg.get_hosts().iter().find_map(|h| match h {
-        Host::Tcp(name) => (!is_local_name(name)).then(|| name.clone()),
+        Host::Tcp(name) => (!is_local_name(name)).then(|| Shown::of(name)),
         Host::Unix(_) => None,
     })
 }
 
+/// `localhost` as the system resolver names it (from `/etc/hosts` on any usual system), or a
+/// loopback address.
 fn is_local_name(name: &str) -> bool {
     name.eq_ignore_ascii_case("localhost")
         || name
@@ -306,11 +373,118 @@ mod tests {
         );
         assert_eq!(
             choose(
+                "postgres://u@db.internal/db?sslmode=disable",
+                None,
+                Some("/etc/ca.pem")
+            ),
+            Err("the URL says sslmode=disable but database.tls_ca_file is set".into())
+        );
+        assert_eq!(
+            choose(
+                "hostaddr=10.0.0.1 user=u",
+                Some(DatabaseTls::VerifyFull),
+                None
+            ),
+            Err("database.tls is \"verify-full\", but the URL names no host to verify the certificate against (only hostaddr)".into())
+        );
+        assert_eq!(
+            choose("host=/var/run/postgresql user=u sslmode=require", None, None),
+            Err("the URL says sslmode=require, but a host is a Unix socket, which is never encrypted; connect over TCP or set database.tls to \"off\"".into())
+        );
+        assert_eq!(
+            choose(
                 "host=/var/run/postgresql user=u",
                 Some(DatabaseTls::VerifyFull),
                 None
             ),
-            Err("database.tls is \"verify-full\" but a host is a Unix socket, which is never encrypted; connect over TCP or set database.tls to \"off\"".into())
+            Err("database.tls is \"verify-full\", but a host is a Unix socket, which is never encrypted; connect over TCP or set database.tls to \"off\"".into())
+        );
+    }
+
+    #[test]
+    fn hosts_that_only_look_local_are_remote() {
+        for url in [
+            "postgres://u@localhost.evil.com/db",
+            "postgres://u@127.1/db",
+            "postgres://u@[::ffff:127.0.0.1]/db",
+            "postgres://u@localhost,db.internal/db",
+            "host=/tmp hostaddr=10.0.0.1 user=u",
+        ] {
+            assert!(
+                choose(url, None, None).is_err_and(|e| e.contains("is not on this machine")),
+                "{url}: {:?}",
+                choose(url, None, None)
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_that_may_hold_a_password_is_not_shown() {
+        // The driver ends the user part at the first `@`: the rest of the password becomes
+        // the host.
+        let err = choose("postgres://u:P@ssw0rd-tail@db.internal/db", None, None).unwrap_err();
+        assert_eq!(
+            err,
+            "a host of the URL is not a plain host name or address (an `@` in the password must be written %40), and it is not on this machine with database.tls unset"
+        );
+        assert!(!err.contains("ssw0rd"));
+    }
+
+    #[test]
+    fn direct_negotiation_asks_for_tls() {
+        assert_eq!(
+            choose(
+                "postgres://u@127.0.0.1/db?sslnegotiation=direct&sslmode=require",
+                None,
+                None
+            ),
+            Ok("Verified Require".into())
+        );
+        // Direct negotiation with the driver's default sslmode (prefer): TLS, verified.
+        assert_eq!(
+            choose(
+                "postgres://u@127.0.0.1/db?sslnegotiation=direct",
+                None,
+                None
+            ),
+            Ok("Verified Require".into())
+        );
+        assert_eq!(
+            choose(
+                "postgres://u@db.internal/db?sslnegotiation=direct&sslmode=require",
+                Some(DatabaseTls::Off),
+                None
+            ),
+            Err("the URL says sslnegotiation=direct but database.tls is \"off\"; set database.tls to \"verify-full\"".into())
+        );
+    }
+
+    #[test]
+    fn libpq_sslmodes_point_to_the_setting() {
+        assert_eq!(
+            check_url(
+                "postgres://u:secret@db.internal/db?sslmode=verify-full",
+                &TlsSettings::default(),
+                &DATABASE_KEYS
+            ),
+            Some("the URL says sslmode=verify-full, which pgward spells database.tls = \"verify-full\" (it always verifies the server's name too); leave sslmode out of the URL".into())
+        );
+        assert!(
+            check_url(
+                "postgres://u@db.internal/db?sslmode=allow",
+                &TlsSettings::default(),
+                &FLAG_KEYS
+            )
+            .is_some_and(|m| m.starts_with("the URL says sslmode=allow") && m.contains("--tls"))
+        );
+        // Any other unparsable URL is left to connecting, which reports it without its text.
+        assert_eq!(
+            check_url(
+                "postgres://u@db:notaport/db",
+                &TlsSettings::default(),
+                &DATABASE_KEYS
+            ),
+            None
         );
     }
 
