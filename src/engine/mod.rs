@@ -753,7 +753,7 @@ impl Engine {
             max_rows: settings.policy.max_rows,
             max_bytes: settings.max_result_bytes,
             width: checked.width,
-            plan_each_call: !checked.literals.is_empty(),
+            plan_each_call: checked.plan_each_call,
         };
         match self
             .db

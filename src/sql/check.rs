@@ -72,6 +72,9 @@ pub struct Checked {
     pub run_sql: String,
     /// The lifted literals' values: bound as `$1`, `$2`, ... ahead of the row filters' claims.
     pub literals: Vec<i64>,
+    /// Whether each call must be planned with its values
+    /// ([`super::literals::plan_with_values`]); never without lifted literals.
+    pub plan_each_call: bool,
     /// Output columns to redact.
     pub redactions: Vec<OutputRedaction>,
     /// The allowlisted tables the query reads.
@@ -168,22 +171,24 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
     let run = lifted.as_mut().and_then(|(tree, values)| {
         let claims = inject_row_filters(tree, policy, first + values.len()).ok()?;
         let text = canonical_text(tree).ok()?;
-        (claims == claim_params).then(|| (text, std::mem::take(values)))
+        let plan = super::literals::plan_with_values(tree);
+        (claims == claim_params).then(|| (text, std::mem::take(values), plan))
     });
-    let (sql, run_sql, literals) = match run {
+    let (sql, run_sql, literals, plan_each_call) = match run {
         // Only the text that runs must parse back to its tree: the text shown differs from it
         // in integer literals alone, and the fuzz invariant (`roundtrip`) holds the two to
         // that.
-        Some((text, values)) => (statement.to_string(), text, values),
+        Some((text, values, plan)) => (statement.to_string(), text, values, plan),
         None => {
             let sql = canonical_text(&statement)?;
-            (sql.clone(), sql, Vec::new())
+            (sql.clone(), sql, Vec::new(), false)
         }
     };
     Ok(Checked {
         sql,
         run_sql,
         literals,
+        plan_each_call,
         redactions: checker.redactions,
         tables: checker.tables.into_iter().collect(),
         limit: checker.limit,

@@ -22,9 +22,12 @@
 //! HAVING, DISTINCT, DISTINCT ON, an aggregate's DISTINCT): there PostgreSQL matches
 //! expressions by tree, and it folds `(2)`, `2::int`, `'2'` or `= ANY(ARRAY[2])` into the same
 //! constant as a bare `2`, which a parameter would no longer match.
-//! Each call is planned with its values (`plan_cache_mode = force_custom_plan` for the call,
-//! `CallLimits::plan_each_call`), so the plan, and what the planner folds away, is the literal
-//! text's.
+//! A call whose statement holds anything planning could fold into an error (a function, an
+//! operator, CASE, a cast) is planned with its values (`plan_cache_mode = force_custom_plan`
+//! for the call, `CallLimits::plan_each_call`), so what the planner folds away is the literal
+//! text's ([`plan_with_values`]); one made only of columns, constants, parameters and
+//! comparisons keeps PostgreSQL's default planning, which after five calls may reuse a plan
+//! made without the values.
 
 use std::ops::ControlFlow;
 
@@ -133,6 +136,82 @@ pub fn for_each_operand(expr: &mut Expr, mut f: impl FnMut(&mut Expr)) {
     }
 }
 
+/// Whether the lifted `statement` must be planned with each call's values.
+///
+/// PostgreSQL folds constant subexpressions when it plans. With the values known it can prune
+/// what they make unreachable; a plan made without them (PostgreSQL's generic plan, which a
+/// kept statement gets after five calls) folds what is left and can fail where the literal
+/// text does not: in `CASE WHEN 0 = 1 THEN 1 / 0 END`, the `1 / 0`. A statement made only of
+/// columns, constants, parameters, comparisons, AND, OR, NOT, IN lists, BETWEEN, IS [NOT] NULL
+/// and subqueries has no such expression: nothing in it evaluates to an error, so either plan
+/// gives the literal text's rows, and it can keep PostgreSQL's default planning. Anything else
+/// (a function, an operator, CASE, a cast other than a lifted parameter's) asks for a plan per
+/// call.
+pub fn plan_with_values(statement: &Statement) -> bool {
+    struct Finder(bool);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if folds_nothing(expr) {
+                return ControlFlow::Continue(());
+            }
+            self.0 = true;
+            ControlFlow::Break(())
+        }
+    }
+    let mut finder = Finder(false);
+    let _ = sqlparser::ast::Visit::visit(statement, &mut finder);
+    finder.0
+}
+
+/// Whether `expr` itself (its operands are visited on their own) is one that planning cannot
+/// fold into an error.
+fn folds_nothing(expr: &Expr) -> bool {
+    match expr {
+        Expr::Identifier(_)
+        | Expr::CompoundIdentifier(_)
+        | Expr::Value(_)
+        | Expr::Nested(_)
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::Between { .. }
+        | Expr::Exists { .. }
+        | Expr::Subquery(_)
+        | Expr::In {
+            target: InTarget::List(_) | InTarget::Subquery(_),
+            ..
+        } => true,
+        Expr::BinaryOp { op, .. } => matches!(
+            op,
+            BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+                | BinaryOperator::And
+                | BinaryOperator::Or
+        ),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            ..
+        } => true,
+        // A signed number: a constant PostgreSQL reads as one.
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Number(..))),
+        // A lifted parameter.
+        Expr::Cast {
+            kind: CastKind::DoubleColon,
+            expr,
+            data_type: DataType::Integer(None) | DataType::BigInt(None),
+            format: None,
+        } => matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_))),
+        _ => false,
+    }
+}
+
 /// Whether any query in `statement` groups or removes duplicates, where PostgreSQL matches
 /// expressions against each other by tree.
 pub fn matches_expressions(statement: &Statement) -> bool {
@@ -210,7 +289,7 @@ mod tests {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
 
-    use super::{MAX_LIFTED, lift};
+    use super::{MAX_LIFTED, lift, plan_with_values};
 
     fn lifted(sql: &str, first: usize) -> (String, Vec<i64>) {
         let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_default();
@@ -279,6 +358,41 @@ mod tests {
             let (text, values) = lifted(sql, 1);
             assert_eq!(values, Vec::<i64>::new(), "{sql}");
             assert!(!text.contains('$'), "{text}");
+        }
+    }
+
+    /// Whether the statement, lifted, must be planned with each call's values.
+    fn plans_per_call(sql: &str) -> bool {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_default();
+        assert_eq!(statements.len(), 1, "{sql}");
+        let mut statement = statements.remove(0);
+        assert!(!lift(&mut statement, 1).is_empty(), "{sql}");
+        plan_with_values(&statement)
+    }
+
+    #[test]
+    fn only_statements_with_nothing_to_fold_keep_default_planning() {
+        for sql in [
+            "SELECT id, status FROM t WHERE id = 42",
+            "SELECT -5, id FROM t WHERE id IN (1, 2) AND (total > 5 OR total IS NULL) \
+             AND NOT id BETWEEN 3 AND 4 AND name = 'x' AND flag IS NOT NULL",
+            "SELECT id FROM t WHERE id = 1 AND EXISTS (SELECT 1 FROM u WHERE u.a = t.id) \
+             AND b IN (SELECT c FROM v WHERE d <> 2) AND e = (SELECT f FROM w LIMIT 1) \
+             ORDER BY id LIMIT 10",
+        ] {
+            assert!(!plans_per_call(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT CASE WHEN 0 = 1 THEN 1 / 0 END FROM t WHERE id = 1",
+            "SELECT total * 2 FROM t WHERE id = 1",
+            "SELECT id FROM t WHERE lower(name) = 'x' AND id = 1",
+            "SELECT id FROM t WHERE id = 1 AND name LIKE 'a%'",
+            "SELECT id::text FROM t WHERE id = 1",
+            "SELECT id FROM t WHERE id = 1 AND a = (SELECT max(b) FROM u)",
+            "SELECT id FROM t WHERE id + 0 = 1",
+            "SELECT id FROM t WHERE id = 1 AND flag IS TRUE",
+        ] {
+            assert!(plans_per_call(sql), "{sql}");
         }
     }
 
