@@ -790,6 +790,19 @@ async fn lifted_literals_give_the_rows_of_the_literal_text() {
             "SELECT name FROM products WHERE in_stock >= 0 AND price < 1000 AND id NOT IN (2) ORDER BY id",
             3,
         ),
+        // A constant comparison decides an OR or AND in the literal text's plan, so its
+        // subquery (here failing on a second row) never runs; planned per call, lifting
+        // keeps that.
+        (
+            "SELECT id FROM orders WHERE id = 1 AND \
+             (customer_id = (SELECT customer_id FROM orders LIMIT 2) OR 1 = 1)",
+            1,
+        ),
+        (
+            "SELECT id, (customer_id = (SELECT customer_id FROM orders) AND 0 = 1) AS never \
+             FROM orders WHERE id = 1",
+            2,
+        ),
         // The same expression twice: equal values share a parameter.
         (
             "SELECT CASE WHEN total > 100 THEN 'big' ELSE 'small' END AS size FROM orders \

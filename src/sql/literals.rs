@@ -138,21 +138,29 @@ pub fn for_each_operand(expr: &mut Expr, mut f: impl FnMut(&mut Expr)) {
 
 /// Whether the lifted `statement` must be planned with each call's values.
 ///
-/// PostgreSQL folds constant subexpressions when it plans. With the values known it can prune
-/// what they make unreachable; a plan made without them (PostgreSQL's generic plan, which a
-/// kept statement gets after five calls) folds what is left and can fail where the literal
-/// text does not: in `CASE WHEN 0 = 1 THEN 1 / 0 END`, the `1 / 0`. A statement made only of
-/// columns, constants, parameters, comparisons, AND, OR, NOT, IN lists, BETWEEN, IS [NOT] NULL
-/// and subqueries has no such expression: nothing in it evaluates to an error, so either plan
-/// gives the literal text's rows, and it can keep PostgreSQL's default planning. Anything else
-/// (a function, an operator, CASE, a cast other than a lifted parameter's) asks for a plan per
-/// call.
+/// PostgreSQL folds constant subexpressions when it plans. With the values known it decides
+/// what they decide and prunes what that makes unreachable; a plan made without them
+/// (PostgreSQL's generic plan, which a kept statement gets after five calls) keeps it, and
+/// evaluates it. That can fail where the literal text does not:
+/// - `CASE WHEN 0 = 1 THEN 1 / 0 END`: the generic plan folds `1 / 0`;
+/// - `(a = (SELECT b FROM t LIMIT 2) OR 1 = 1)`: the literal text never runs the subquery,
+///   the generic plan runs it and fails on its second row.
+///
+/// So a statement keeps PostgreSQL's default planning only when both hold:
+/// - every expression is a column, a constant, a parameter, a comparison, AND, OR, NOT, an IN
+///   list, BETWEEN, IS [NOT] NULL, EXISTS or IN over a subquery: nothing that can fail when
+///   folded or run (a scalar subquery fails on a second row);
+/// - every comparison, IN list or BETWEEN with a lifted value also has a column (or a
+///   subquery) among its operands, so it is no constant the literal text's planning decides.
+///
+/// Anything else (a function, an operator, CASE, a cast, a scalar subquery, `1 = 1`) asks for
+/// a plan per call.
 pub fn plan_with_values(statement: &Statement) -> bool {
     struct Finder(bool);
     impl Visitor for Finder {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-            if folds_nothing(expr) {
+            if folds_nothing(expr) && !decided_by_values(expr) {
                 return ControlFlow::Continue(());
             }
             self.0 = true;
@@ -164,8 +172,8 @@ pub fn plan_with_values(statement: &Statement) -> bool {
     finder.0
 }
 
-/// Whether `expr` itself (its operands are visited on their own) is one that planning cannot
-/// fold into an error.
+/// Whether `expr` itself (its operands are visited on their own) is one that can neither be
+/// folded into an error nor fail when it runs.
 fn folds_nothing(expr: &Expr) -> bool {
     match expr {
         Expr::Identifier(_)
@@ -176,7 +184,6 @@ fn folds_nothing(expr: &Expr) -> bool {
         | Expr::IsNotNull(_)
         | Expr::Between { .. }
         | Expr::Exists { .. }
-        | Expr::Subquery(_)
         | Expr::In {
             target: InTarget::List(_) | InTarget::Subquery(_),
             ..
@@ -201,15 +208,78 @@ fn folds_nothing(expr: &Expr) -> bool {
             op: UnaryOperator::Minus | UnaryOperator::Plus,
             expr,
         } => matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Number(..))),
-        // A lifted parameter.
+        _ => is_lifted(expr),
+    }
+}
+
+/// A lifted value: `$n::INTEGER` or `$n::BIGINT`.
+fn is_lifted(expr: &Expr) -> bool {
+    matches!(
+        expr,
         Expr::Cast {
             kind: CastKind::DoubleColon,
             expr,
             data_type: DataType::Integer(None) | DataType::BigInt(None),
             format: None,
-        } => matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_))),
-        _ => false,
+        } if matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_)))
+    )
+}
+
+/// Whether `expr` is a comparison, IN list or BETWEEN (the operands [`for_each_operand`] lifts
+/// from) with a lifted value among its operands and no column or subquery: a constant in the
+/// literal text, which its planning decides.
+fn decided_by_values(expr: &Expr) -> bool {
+    let operands: Vec<&Expr> = match expr {
+        Expr::BinaryOp {
+            left,
+            op:
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq,
+            right,
+        } => vec![left, right],
+        Expr::In {
+            expr,
+            target: InTarget::List(list),
+            ..
+        } => std::iter::once(expr.as_ref()).chain(list).collect(),
+        Expr::Between {
+            expr, low, high, ..
+        } => vec![expr, low, high],
+        _ => return false,
+    };
+    operands.iter().any(|o| is_lifted(o)) && !operands.iter().any(|o| reads_something(o))
+}
+
+/// Whether `expr` reads a column or runs a subquery anywhere in it.
+fn reads_something(expr: &Expr) -> bool {
+    struct Reader(bool);
+    impl Visitor for Reader {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if matches!(
+                expr,
+                Expr::Identifier(_)
+                    | Expr::CompoundIdentifier(_)
+                    | Expr::Subquery(_)
+                    | Expr::Exists { .. }
+                    | Expr::In {
+                        target: InTarget::Subquery(_),
+                        ..
+                    }
+            ) {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
     }
+    let mut reader = Reader(false);
+    let _ = sqlparser::ast::Visit::visit(expr, &mut reader);
+    reader.0
 }
 
 /// Whether any query in `statement` groups or removes duplicates, where PostgreSQL matches
@@ -377,8 +447,8 @@ mod tests {
             "SELECT -5, id FROM t WHERE id IN (1, 2) AND (total > 5 OR total IS NULL) \
              AND NOT id BETWEEN 3 AND 4 AND name = 'x' AND flag IS NOT NULL",
             "SELECT id FROM t WHERE id = 1 AND EXISTS (SELECT 1 FROM u WHERE u.a = t.id) \
-             AND b IN (SELECT c FROM v WHERE d <> 2) AND e = (SELECT f FROM w LIMIT 1) \
-             ORDER BY id LIMIT 10",
+             AND b IN (SELECT c FROM v WHERE d <> 2) ORDER BY id LIMIT 10",
+            "SELECT id = 5 AS five FROM t WHERE 7 IN (a, b)",
         ] {
             assert!(!plans_per_call(sql), "{sql}");
         }
@@ -388,9 +458,16 @@ mod tests {
             "SELECT id FROM t WHERE lower(name) = 'x' AND id = 1",
             "SELECT id FROM t WHERE id = 1 AND name LIKE 'a%'",
             "SELECT id::text FROM t WHERE id = 1",
-            "SELECT id FROM t WHERE id = 1 AND a = (SELECT max(b) FROM u)",
             "SELECT id FROM t WHERE id + 0 = 1",
             "SELECT id FROM t WHERE id = 1 AND flag IS TRUE",
+            // A scalar subquery fails on a second row; the literal text may never run it.
+            "SELECT id FROM t WHERE id = 1 AND (a = (SELECT b FROM u LIMIT 2) OR 1 = 1)",
+            "SELECT id FROM t WHERE id = 1 AND a = (SELECT b FROM u LIMIT 1)",
+            // Constants the literal text's planning decides.
+            "SELECT id FROM t WHERE id = 1 OR 1 = 1",
+            "SELECT id FROM t WHERE a > 2 AND 0 <> 1",
+            "SELECT id FROM t WHERE 5 IN (1, 2) OR a = 3",
+            "SELECT id FROM t WHERE 5 BETWEEN 1 AND 9 OR a = 3",
         ] {
             assert!(plans_per_call(sql), "{sql}");
         }
