@@ -97,9 +97,10 @@ pub struct CallLimits {
     pub width: Option<usize>,
     /// Plan the statement with this call's values, never with a generic plan
     /// (`SET LOCAL plan_cache_mode = force_custom_plan`): for model SQL whose literals were
-    /// lifted out as parameters and that holds something planning could fold into an error
-    /// (`sql::literals::plan_with_values`), so what the planner folds away is folded as in its
-    /// literal text. A generic plan fails where the literal text does not
+    /// lifted out as parameters where the literal text's planning could have decided
+    /// something with them (`sql::literals::plan_with_values`), so what the planner folds
+    /// away is folded as in the literal text. A generic plan fails where the literal text does
+    /// not
     /// (`CASE WHEN 0 = 1 THEN 1 / 0 END` is folded at plan time once `0 = 1` is no longer
     /// constant).
     pub plan_each_call: bool,

@@ -22,12 +22,11 @@
 //! HAVING, DISTINCT, DISTINCT ON, an aggregate's DISTINCT): there PostgreSQL matches
 //! expressions by tree, and it folds `(2)`, `2::int`, `'2'` or `= ANY(ARRAY[2])` into the same
 //! constant as a bare `2`, which a parameter would no longer match.
-//! A call whose statement holds anything planning could fold into an error (a function, an
-//! operator, CASE, a cast) is planned with its values (`plan_cache_mode = force_custom_plan`
-//! for the call, `CallLimits::plan_each_call`), so what the planner folds away is the literal
-//! text's ([`plan_with_values`]); one made only of columns, constants, parameters and
-//! comparisons keeps PostgreSQL's default planning, which after five calls may reuse a plan
-//! made without the values.
+//! A call is planned with its values (`plan_cache_mode = force_custom_plan` for the call,
+//! `CallLimits::plan_each_call`) wherever the literal text's planning could have decided
+//! something with them: a function, an operator, CASE, a cast, a scalar subquery, a comparison
+//! of constants ([`plan_with_values`]). A statement of columns compared with values keeps
+//! PostgreSQL's default planning, which after five calls may reuse a plan made without them.
 
 use std::ops::ControlFlow;
 
