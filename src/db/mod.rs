@@ -100,8 +100,7 @@ pub struct CallLimits {
     /// lifted out as parameters where the literal text's planning could have decided
     /// something with them (`sql::literals::plan_with_values`), so what the planner folds
     /// away is folded as in the literal text. A generic plan fails where the literal text does
-    /// not
-    /// (`CASE WHEN 0 = 1 THEN 1 / 0 END` is folded at plan time once `0 = 1` is no longer
+    /// not (`CASE WHEN 0 = 1 THEN 1 / 0 END` is folded at plan time once `0 = 1` is no longer
     /// constant).
     pub plan_each_call: bool,
 }
