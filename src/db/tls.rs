@@ -11,7 +11,8 @@ use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig};
 use tokio_postgres::config::{Host, SslMode, SslNegotiation};
-use tokio_postgres::{CancelToken, Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{CancelToken, Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::types::{DatabaseTls, TlsSettings};
@@ -102,24 +103,8 @@ impl Transport {
         ended: fn(&tokio_postgres::Error),
     ) -> Result<Client, tokio_postgres::Error> {
         match self {
-            Self::Plain => {
-                let (client, connection) = pg.connect(NoTls).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        ended(&e);
-                    }
-                });
-                Ok(client)
-            }
-            Self::Verified(tls) => {
-                let (client, connection) = pg.connect(tls.clone()).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        ended(&e);
-                    }
-                });
-                Ok(client)
-            }
+            Self::Plain => connect_spawned(pg, NoTls, ended).await,
+            Self::Verified(tls) => connect_spawned(pg, tls.clone(), ended).await,
         }
     }
 
@@ -130,6 +115,25 @@ impl Transport {
             Self::Verified(tls) => token.cancel_query(tls.clone()).await,
         }
     }
+}
+
+/// Connects with `tls` and runs the connection's I/O on a task of its own.
+async fn connect_spawned<T>(
+    pg: &Config,
+    tls: T,
+    ended: fn(&tokio_postgres::Error),
+) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = pg.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            ended(&e);
+        }
+    });
+    Ok(client)
 }
 
 /// The problem with `url`'s TLS settings, if there is one, for config validation (which

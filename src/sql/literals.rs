@@ -102,17 +102,7 @@ impl VisitorMut for Lifter {
 /// tested value and items of an `IN (...)` list, and the three operands of `BETWEEN`.
 pub fn for_each_operand(expr: &mut Expr, mut f: impl FnMut(&mut Expr)) {
     match expr {
-        Expr::BinaryOp {
-            left,
-            op:
-                BinaryOperator::Eq
-                | BinaryOperator::NotEq
-                | BinaryOperator::Lt
-                | BinaryOperator::LtEq
-                | BinaryOperator::Gt
-                | BinaryOperator::GtEq,
-            right,
-        } => {
+        Expr::BinaryOp { left, op, right } if is_comparison(op) => {
             f(left);
             f(right);
         }
@@ -187,17 +177,9 @@ fn folds_nothing(expr: &Expr) -> bool {
             target: InTarget::List(_) | InTarget::Subquery(_),
             ..
         } => true,
-        Expr::BinaryOp { op, .. } => matches!(
-            op,
-            BinaryOperator::Eq
-                | BinaryOperator::NotEq
-                | BinaryOperator::Lt
-                | BinaryOperator::LtEq
-                | BinaryOperator::Gt
-                | BinaryOperator::GtEq
-                | BinaryOperator::And
-                | BinaryOperator::Or
-        ),
+        Expr::BinaryOp { op, .. } => {
+            is_comparison(op) || matches!(op, BinaryOperator::And | BinaryOperator::Or)
+        }
         Expr::UnaryOp {
             op: UnaryOperator::Not,
             ..
@@ -229,17 +211,7 @@ fn is_lifted(expr: &Expr) -> bool {
 /// literal text, which its planning decides.
 fn decided_by_values(expr: &Expr) -> bool {
     let operands: Vec<&Expr> = match expr {
-        Expr::BinaryOp {
-            left,
-            op:
-                BinaryOperator::Eq
-                | BinaryOperator::NotEq
-                | BinaryOperator::Lt
-                | BinaryOperator::LtEq
-                | BinaryOperator::Gt
-                | BinaryOperator::GtEq,
-            right,
-        } => vec![left, right],
+        Expr::BinaryOp { left, op, right } if is_comparison(op) => vec![left, right],
         Expr::In {
             expr,
             target: InTarget::List(list),
@@ -279,6 +251,19 @@ fn reads_something(expr: &Expr) -> bool {
     let mut reader = Reader(false);
     let _ = sqlparser::ast::Visit::visit(expr, &mut reader);
     reader.0
+}
+
+/// `=`, `<>`, `<`, `<=`, `>`, `>=`: the operators whose operands may be lifted.
+fn is_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+    )
 }
 
 /// Whether any query in `statement` groups or removes duplicates, where PostgreSQL matches
