@@ -962,6 +962,7 @@ async fn fetch(
         .await
         .map_err(FetchError::Bind)?;
     pin_mut!(stream);
+    let decoder = values::RowDecoder::new(stmt.columns());
     let mut rows = Vec::new();
     let mut bytes = 0usize;
     let mut truncated = None;
@@ -974,7 +975,7 @@ async fn fetch(
         let mut values = Vec::with_capacity(columns.len());
         let mut row_bytes = 2;
         for i in 0..columns.len() {
-            let v = values::cell_to_json(&row, i).map_err(DbError::from)?;
+            let v = decoder.cell(&row, i).map_err(DbError::from)?;
             row_bytes += json_size(&v) + 1;
             values.push(v);
         }
@@ -993,13 +994,42 @@ async fn fetch(
     })
 }
 
+/// The length of `v` as compact JSON, counted without building the text.
 fn json_size(v: &Value) -> usize {
-    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::escape_option;
+    use super::{escape_option, json_size};
+    use serde_json::json;
+
+    #[test]
+    fn json_size_is_the_length_of_the_compact_text() {
+        for v in [
+            json!(null),
+            json!(-12.5),
+            json!("plain"),
+            json!("quote \" backslash \\ newline \n control \u{1} é 😀"),
+            json!([1, "two", {"k": [true, null]}]),
+        ] {
+            assert_eq!(json_size(&v), v.to_string().len(), "{v}");
+        }
+    }
 
     #[test]
     fn options_keep_spaces_and_backslashes_inside_a_setting() {

@@ -102,8 +102,41 @@ pub fn cell_to_json(row: &Row, idx: usize) -> Result<Value, ValueError> {
         .columns()
         .get(idx)
         .ok_or(ValueError::NoSuchColumn { index: idx })?;
+    decode_cell(row, idx, codec_for(column.type_()).as_ref())
+}
+
+/// The decoders of a result's columns, resolved once from their types: what
+/// [`cell_to_json`] does for each cell, without looking the type up again.
+#[derive(Debug, Clone)]
+pub struct RowDecoder {
+    codecs: Vec<Option<Codec>>,
+}
+
+impl RowDecoder {
+    pub fn new(columns: &[tokio_postgres::Column]) -> Self {
+        Self {
+            codecs: columns.iter().map(|c| codec_for(c.type_())).collect(),
+        }
+    }
+
+    /// Converts cell `idx` of `row`, a row of the result the decoder was made for; the same
+    /// value and the same errors as [`cell_to_json`].
+    pub fn cell(&self, row: &Row, idx: usize) -> Result<Value, ValueError> {
+        let codec = self
+            .codecs
+            .get(idx)
+            .ok_or(ValueError::NoSuchColumn { index: idx })?;
+        decode_cell(row, idx, codec.as_ref())
+    }
+}
+
+fn decode_cell(row: &Row, idx: usize, codec: Option<&Codec>) -> Result<Value, ValueError> {
+    let column = row
+        .columns()
+        .get(idx)
+        .ok_or(ValueError::NoSuchColumn { index: idx })?;
     let ty = column.type_();
-    let codec = codec_for(ty).ok_or_else(|| ValueError::Unsupported {
+    let codec = codec.ok_or_else(|| ValueError::Unsupported {
         column: column.name().to_owned(),
         type_name: ty.name().to_owned(),
     })?;
@@ -115,7 +148,7 @@ pub fn cell_to_json(row: &Row, idx: usize) -> Result<Value, ValueError> {
         })?;
     match cell {
         None => Ok(Value::Null),
-        Some(RawCell(raw)) => decode(&codec, raw).map_err(|fault| match fault {
+        Some(RawCell(raw)) => decode(codec, raw).map_err(|fault| match fault {
             Fault::Malformed => ValueError::Decode {
                 column: column.name().to_owned(),
                 type_name: ty.name().to_owned(),
@@ -505,50 +538,92 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// ISO 8601 date from days since 2000-01-01, astronomical years (1 BC is year 0).
-fn format_date(pg_days: i64) -> String {
-    let (year, month, day) = civil_from_days(pg_days + PG_EPOCH_UNIX_DAYS);
-    if (0..=9999).contains(&year) {
-        format!("{year:04}-{month:02}-{day:02}")
-    } else if year < 0 {
-        format!("-{:04}-{month:02}-{day:02}", year.unsigned_abs())
-    } else {
-        format!("+{year}-{month:02}-{day:02}")
+/// Appends `v` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut String, v: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut n = v;
+    let mut len = 0;
+    while len == 0 || n > 0 {
+        digits[len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
     }
+    for _ in len..width {
+        out.push('0');
+    }
+    for d in digits[..len].iter().rev() {
+        out.push(char::from(*d));
+    }
+}
+
+/// Appends the ISO 8601 date of a day count from 2000-01-01, astronomical years (1 BC is
+/// year 0).
+fn push_date(out: &mut String, pg_days: i64) {
+    let (year, month, day) = civil_from_days(pg_days + PG_EPOCH_UNIX_DAYS);
+    if year < 0 {
+        out.push('-');
+    } else if year > 9999 {
+        out.push('+');
+    }
+    push_padded(out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, month.unsigned_abs(), 2);
+    out.push('-');
+    push_padded(out, day.unsigned_abs(), 2);
 }
 
 fn date_to_string(pg_days: i32) -> String {
     match pg_days {
         i32::MAX => "infinity".to_owned(),
         i32::MIN => "-infinity".to_owned(),
-        days => format_date(i64::from(days)),
+        days => {
+            let mut out = String::with_capacity(10);
+            push_date(&mut out, i64::from(days));
+            out
+        }
     }
 }
 
 /// Appends `.ffffff` with trailing zeros removed, or nothing for a whole second.
 fn push_fraction(out: &mut String, micros: u64) {
     if micros != 0 {
-        let digits = format!("{micros:06}");
+        let mut digits = 6;
+        let mut v = micros;
+        while v % 10 == 0 {
+            v /= 10;
+            digits -= 1;
+        }
         out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+        push_padded(out, v, digits);
     }
 }
 
-/// `HH:MM:SS[.ffffff]` for microseconds since midnight (0 through 24:00:00).
-fn format_time_of_day(micros: i64) -> String {
-    let hour = micros / USECS_PER_HOUR;
-    let minute = micros % USECS_PER_HOUR / USECS_PER_MINUTE;
-    let second = micros % USECS_PER_MINUTE / USECS_PER_SEC;
-    let mut out = format!("{hour:02}:{minute:02}:{second:02}");
-    push_fraction(&mut out, (micros % USECS_PER_SEC).unsigned_abs());
-    out
+/// Appends `HH:MM:SS[.ffffff]` for microseconds since midnight (0 through 24:00:00;
+/// never negative).
+fn push_time_of_day(out: &mut String, micros: i64) {
+    push_padded(out, (micros / USECS_PER_HOUR).unsigned_abs(), 2);
+    out.push(':');
+    push_padded(
+        out,
+        (micros % USECS_PER_HOUR / USECS_PER_MINUTE).unsigned_abs(),
+        2,
+    );
+    out.push(':');
+    push_padded(
+        out,
+        (micros % USECS_PER_MINUTE / USECS_PER_SEC).unsigned_abs(),
+        2,
+    );
+    push_fraction(out, (micros % USECS_PER_SEC).unsigned_abs());
 }
 
 fn time_to_string(micros: i64) -> Result<String, Fault> {
     if !(0..=USECS_PER_DAY).contains(&micros) {
         return Err(Fault::Malformed);
     }
-    Ok(format_time_of_day(micros))
+    let mut out = String::with_capacity(15);
+    push_time_of_day(&mut out, micros);
+    Ok(out)
 }
 
 /// `timetz`: microseconds since midnight, then the zone as seconds *west* of UTC.
@@ -574,9 +649,12 @@ fn timestamp_to_string(micros: i64, suffix: &str) -> String {
         i64::MAX => "infinity".to_owned(),
         i64::MIN => "-infinity".to_owned(),
         micros => {
-            let days = micros.div_euclid(USECS_PER_DAY);
-            let time = micros.rem_euclid(USECS_PER_DAY);
-            format!("{}T{}{suffix}", format_date(days), format_time_of_day(time))
+            let mut out = String::with_capacity(27 + suffix.len());
+            push_date(&mut out, micros.div_euclid(USECS_PER_DAY));
+            out.push('T');
+            push_time_of_day(&mut out, micros.rem_euclid(USECS_PER_DAY));
+            out.push_str(suffix);
+            out
         }
     }
 }

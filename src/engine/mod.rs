@@ -769,10 +769,12 @@ impl Engine {
             .await
         {
             Ok(output) => {
-                let data_probe = serde_json::to_string(&output.rows).unwrap_or_default();
-                let boundary = shape::boundary_for(&data_probe, random_token);
-                let shaped =
-                    shape::shape_rows(output, &checked.redactions, &settings.redactor, &boundary);
+                let shaped = shape::shape_rows(
+                    output,
+                    &checked.redactions,
+                    &settings.redactor,
+                    random_token,
+                );
                 if !shaped.injections.is_empty() {
                     self.counters
                         .injection_flags

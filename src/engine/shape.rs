@@ -59,6 +59,9 @@ pub struct InjectionHit {
 /// Scans one text for injection patterns; returns the names of those that match.
 pub fn scan_text(text: &str) -> Vec<&'static str> {
     match INJECTION_SET.as_ref() {
+        // Almost every value matches nothing: `is_match` answers that with the fastest
+        // search, which may stop early; only a hit pays for the search that names every match.
+        Some(set) if !set.is_match(text) => Vec::new(),
         Some(set) => set
             .matches(text)
             .iter()
@@ -105,12 +108,13 @@ pub struct Shaped {
     pub truncated: Option<Truncation>,
 }
 
-/// Redacts, scans and frames query output. `boundary` is a fresh random token per call.
+/// Redacts, scans and frames query output. `random` gives fresh random tokens, one of which
+/// becomes the call's boundary (the first that the framed data does not contain).
 pub fn shape_rows(
     mut output: QueryOutput,
     redactions: &[OutputRedaction],
     redactor: &Redactor,
-    boundary: &str,
+    random: impl FnMut() -> String,
 ) -> Shaped {
     let mut report = RedactionReport::default();
     // Column strategies by position; the key-pattern safety net by output name.
@@ -178,7 +182,11 @@ pub fn shape_rows(
         .collect();
     let row_count = rows.len();
     let truncated = output.truncated;
-    let data = json!({ "columns": columns, "rows": rows });
+    // The framed data is `{"columns": [...], "rows": [...]}`; structured content holds the same
+    // two entries (moved, not copied) and the report below.
+    let mut structured = Map::new();
+    structured.insert("columns".into(), Value::from(columns));
+    structured.insert("rows".into(), Value::Array(rows));
     let mut summary = format!(
         "{row_count} row{} returned{}.",
         if row_count == 1 { "" } else { "s" },
@@ -214,10 +222,9 @@ pub fn shape_rows(
             injections.len()
         ));
     }
-    let text = frame(&summary, &data.to_string(), boundary);
-    let mut structured = Map::new();
-    structured.insert("columns".into(), data["columns"].clone());
-    structured.insert("rows".into(), data["rows"].clone());
+    // Serializing string-keyed JSON values cannot fail.
+    let data = serde_json::to_string(&structured).unwrap_or_default();
+    let text = frame(&summary, &data, &boundary_for(&data, random));
     structured.insert("row_count".into(), json!(row_count));
     structured.insert("truncated".into(), json!(truncated.is_some()));
     if let Some(t) = truncated {
@@ -320,7 +327,7 @@ mod tests {
                 strategy: Strategy::Drop,
             },
         ];
-        let s = shape_rows(output, &redactions, &redactor(), "b0undary");
+        let s = shape_rows(output, &redactions, &redactor(), || "b0undary".into());
         assert_eq!(
             s.structured["columns"],
             json!(["id", "email", "body", "api_key"])
