@@ -2419,15 +2419,18 @@ fn a_literal_the_serializer_cannot_reproduce_is_refused() {
         "SELECT 'a''''b'",
         "SELECT E'unt'''''''''''''''''/'''%'''''''''''''''''",
     ] {
-        let violations = run(sql).expect_err(sql);
-        assert_eq!(
-            violations
-                .iter()
-                .map(|v| (v.code, v.message.as_str()))
-                .collect::<Vec<_>>(),
-            vec![(Code::UnsupportedSyntax, message)],
-            "{sql}"
-        );
+        // Twice: the second check compares with the kept parse of the canonical text.
+        for _ in 0..2 {
+            let violations = run(sql).expect_err(sql);
+            assert_eq!(
+                violations
+                    .iter()
+                    .map(|v| (v.code, v.message.as_str()))
+                    .collect::<Vec<_>>(),
+                vec![(Code::UnsupportedSyntax, message)],
+                "{sql}"
+            );
+        }
     }
     // A quote alone, a backslash alone, and an escape string keep working.
     for (sql, canonical) in [
@@ -2435,7 +2438,9 @@ fn a_literal_the_serializer_cannot_reproduce_is_refused() {
         ("SELECT 'C:\\dir'", "SELECT 'C:\\dir' LIMIT 101"),
         ("SELECT E'it\\'s'", "SELECT E'it\\'s' LIMIT 101"),
     ] {
-        assert_eq!(run(sql).expect(sql).sql, canonical);
+        for _ in 0..2 {
+            assert_eq!(run(sql).expect(sql).sql, canonical);
+        }
     }
 }
 

@@ -98,10 +98,9 @@ pub enum ValueError {
 /// An unsupported column type is an error even when the value is NULL, so a column either
 /// always works or never does.
 pub fn cell_to_json(row: &Row, idx: usize) -> Result<Value, ValueError> {
-    let column = row
-        .columns()
-        .get(idx)
-        .ok_or(ValueError::NoSuchColumn { index: idx })?;
+    let Some(column) = row.columns().get(idx) else {
+        return Err(ValueError::NoSuchColumn { index: idx });
+    };
     decode_cell(row, idx, codec_for(column.type_()).as_ref())
 }
 
@@ -122,19 +121,17 @@ impl RowDecoder {
     /// Converts cell `idx` of `row`, a row of the result the decoder was made for; the same
     /// value and the same errors as [`cell_to_json`].
     pub fn cell(&self, row: &Row, idx: usize) -> Result<Value, ValueError> {
-        let codec = self
-            .codecs
-            .get(idx)
-            .ok_or(ValueError::NoSuchColumn { index: idx })?;
+        let Some(codec) = self.codecs.get(idx) else {
+            return Err(ValueError::NoSuchColumn { index: idx });
+        };
         decode_cell(row, idx, codec.as_ref())
     }
 }
 
 fn decode_cell(row: &Row, idx: usize, codec: Option<&Codec>) -> Result<Value, ValueError> {
-    let column = row
-        .columns()
-        .get(idx)
-        .ok_or(ValueError::NoSuchColumn { index: idx })?;
+    let Some(column) = row.columns().get(idx) else {
+        return Err(ValueError::NoSuchColumn { index: idx });
+    };
     let ty = column.type_();
     let codec = codec.ok_or_else(|| ValueError::Unsupported {
         column: column.name().to_owned(),

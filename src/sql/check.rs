@@ -1,8 +1,9 @@
 //! The scoped walk over the parsed tree: resolves every relation, column and function the way
 //! PostgreSQL will, records violations, and rewrites in place.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use sqlparser::ast::{
     AccessExpr, CastKind, DataType, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
@@ -216,7 +217,7 @@ fn inject_row_filters(
 /// checked tree; otherwise the query is refused.
 fn canonical_text(statement: &Statement) -> Result<String, Vec<Violation>> {
     let sql = statement.to_string();
-    if reparse(&sql).as_ref() != Some(statement) {
+    if !parses_back_to(&sql, statement) {
         return Err(vec![Violation::new(
             Code::UnsupportedSyntax,
             "a string literal in this query cannot be passed on exactly (a quote after a \
@@ -225,6 +226,37 @@ fn canonical_text(statement: &Statement) -> Result<String, Vec<Violation>> {
         )]);
     }
     Ok(sql)
+}
+
+/// Most texts [`parses_back_to`] keeps the parse of; when full it starts over.
+const REPARSED_ENTRIES: usize = 32;
+/// Longest text whose parse [`parses_back_to`] keeps; longer texts are parsed every time.
+const REPARSED_TEXT_BYTES: usize = 1024;
+
+/// The parses of recent canonical texts, by text. Model lookups that differ only in a lifted
+/// integer share one text to run, so it is parsed once, not on every call.
+static REPARSED: LazyLock<Mutex<HashMap<String, Option<Statement>>>> =
+    LazyLock::new(Default::default);
+
+/// Whether `sql` parses back to exactly `statement`. Parsing is a pure function of the text
+/// (one dialect, one recursion limit), so comparing with a kept parse of the same text is the
+/// same check as parsing it again.
+fn parses_back_to(sql: &str, statement: &Statement) -> bool {
+    if sql.len() > REPARSED_TEXT_BYTES {
+        return reparse(sql).as_ref() == Some(statement);
+    }
+    let lock = || REPARSED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(kept) = lock().get(sql) {
+        return kept.as_ref() == Some(statement);
+    }
+    let parsed = reparse(sql);
+    let same = parsed.as_ref() == Some(statement);
+    let mut kept = lock();
+    if kept.len() >= REPARSED_ENTRIES {
+        kept.clear();
+    }
+    kept.insert(sql.to_owned(), parsed);
+    same
 }
 
 /// The one statement `sql` holds, parsed as [`check`] parses.
