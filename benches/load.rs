@@ -375,7 +375,8 @@ fn spawn_pgward(bin: &Path, config: &Path) -> Res<(Child, Arc<Mutex<String>>)> {
         .arg(config)
         .env(DB_PASSWORD_ENV, READER_PASSWORD)
         .env(JWT_SECRET_ENV, JWT_SECRET)
-        .env("PGWARD_LOG", "info")
+        // pgward's default log filter, as deployed.
+        .env_remove("PGWARD_LOG")
         // `cargo bench` points LD_LIBRARY_PATH at every build-script output and toolchain
         // directory; the dynamic loader would search them all for libgcc_s and libc at every
         // start. A deployed pgward runs without them, and so does the one measured here.
@@ -1257,7 +1258,7 @@ fn report(r: &Report<'_>) {
     );
     let _ = writeln!(
         out,
-        "  pgward     pool_size {POOL_SIZE}, max_rows 1000, log level info, audit ON: {}",
+        "  pgward     pool_size {POOL_SIZE}, max_rows 1000, default log filter (info, MCP library at warn), audit ON: {}",
         if audit_to_stderr() {
             "stderr sink only (PGWARD_BENCH_AUDIT=stderr, diagnostic; stderr drained by the bench)"
         } else {

@@ -6,10 +6,16 @@ use std::process::ExitCode;
 use clap::Parser;
 use pgward::cli::{AuditCommand, Cli, Command, ConfigCommand, LogFormat};
 
+/// pgward's own messages from `info` up. The MCP library logs a session's start and end at
+/// `info`, and over HTTP every stateless request is a session of its own: three lines a call,
+/// one with the client's whole `initialize` parameters, which say nothing the audit event does
+/// not. Its warnings and errors still show.
+const DEFAULT_LOG_FILTER: &str = "info,rmcp=warn";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGWARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
