@@ -25,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pgward::policy::{ColumnRule, Columns, FunctionAllowlist, Policy, QualifiedName, TableRule};
 use pgward::redact::Strategy;
-use pgward::sql::{Checked, Code, DEFAULT_FUNCTIONS, ParamMode, Violation, check};
+use pgward::sql::{
+    Checked, Code, DEFAULT_FUNCTIONS, KeptParses, ParamMode, Violation, check, check_keeping,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The policy
@@ -2419,9 +2421,13 @@ fn a_literal_the_serializer_cannot_reproduce_is_refused() {
         "SELECT 'a''''b'",
         "SELECT E'unt'''''''''''''''''/'''%'''''''''''''''''",
     ] {
-        // Twice: the second check compares with the kept parse of the canonical text.
-        for _ in 0..2 {
-            let violations = run(sql).expect_err(sql);
+        // Also twice with kept parses: the second compares with the kept parse of the text.
+        let kept = KeptParses::default();
+        for violations in [
+            run(sql).expect_err(sql),
+            kept_run(&kept, sql).expect_err(sql),
+            kept_run(&kept, sql).expect_err(sql),
+        ] {
             assert_eq!(
                 violations
                     .iter()
@@ -2438,8 +2444,55 @@ fn a_literal_the_serializer_cannot_reproduce_is_refused() {
         ("SELECT 'C:\\dir'", "SELECT 'C:\\dir' LIMIT 101"),
         ("SELECT E'it\\'s'", "SELECT E'it\\'s' LIMIT 101"),
     ] {
+        let kept = KeptParses::default();
+        assert_eq!(run(sql).expect(sql).sql, canonical);
         for _ in 0..2 {
-            assert_eq!(run(sql).expect(sql).sql, canonical);
+            assert_eq!(kept_run(&kept, sql).expect(sql).sql, canonical);
+        }
+    }
+}
+
+fn kept_run(kept: &KeptParses, sql: &str) -> Result<Checked, Vec<Violation>> {
+    check_keeping(&demo_policy(), sql, ParamMode::None, kept)
+}
+
+/// The engine's check keeps the parses of the texts it runs; its decisions are those of the
+/// plain check, whether the parse was kept, just made, dropped when the store filled up, or
+/// never kept (a text past the length bound).
+#[test]
+fn kept_parses_give_the_plain_checks_decisions() {
+    let padding = (0..60)
+        .map(|i| format!("id = {i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let long = format!("SELECT id, status FROM orders WHERE {padding}");
+    assert!(
+        run(&long).expect(&long).run_sql.len() > 512,
+        "past the bound"
+    );
+    let mut corpus: Vec<String> = (1..=12)
+        .map(|n| format!("SELECT id, total FROM orders WHERE customer_id = {n} LIMIT {n}"))
+        .collect();
+    corpus.extend(
+        [
+            "SELECT 'a\\''' AS c, ' || (SELECT ssn FROM customers LIMIT 1) || ' AS d FROM orders",
+            "SELECT 'it''s'",
+            "SELECT o.id, c.full_name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = 7",
+            "SELECT ssn FROM customers",
+            "DELETE FROM orders",
+        ]
+        .map(String::from),
+    );
+    corpus.push(long);
+    let kept = KeptParses::default();
+    // Three rounds over more texts than the store holds: kept, dropped and kept again.
+    for _ in 0..3 {
+        for sql in &corpus {
+            assert_eq!(
+                format!("{:?}", kept_run(&kept, sql)),
+                format!("{:?}", run(sql)),
+                "{sql}"
+            );
         }
     }
 }

@@ -581,12 +581,13 @@ fn date_to_string(pg_days: i32) -> String {
     }
 }
 
-/// Appends `.ffffff` with trailing zeros removed, or nothing for a whole second.
+/// Appends `.ffffff` with trailing zeros removed, or nothing for a whole second (`micros` is
+/// under a second).
 fn push_fraction(out: &mut String, micros: u64) {
     if micros != 0 {
         let mut digits = 6;
         let mut v = micros;
-        while v % 10 == 0 {
+        while digits > 0 && v.is_multiple_of(10) {
             v /= 10;
             digits -= 1;
         }
@@ -1558,9 +1559,22 @@ mod tests {
             .try_collect()
             .await
             .unwrap();
+        let decoder = RowDecoder::new(stmt.columns());
         rows.iter()
-            .map(|row| (0..row.len()).map(|i| cell_to_json(row, i)).collect())
+            .map(|row| (0..row.len()).map(|i| decoded(&decoder, row, i)).collect())
             .collect()
+    }
+
+    /// Cell `i` as the executor decodes it (a [`RowDecoder`] made once for the result), checked
+    /// to be what [`cell_to_json`] gives, error included.
+    fn decoded(decoder: &RowDecoder, row: &Row, i: usize) -> Result<Value, ValueError> {
+        let value = decoder.cell(row, i);
+        assert_eq!(
+            format!("{value:?}"),
+            format!("{:?}", cell_to_json(row, i)),
+            "column {i}"
+        );
+        value
     }
 
     /// One row, as a JSON object by column name.
@@ -1570,10 +1584,11 @@ mod tests {
             assert!(is_supported(column.type_()), "{}", column.name());
         }
         let row = client.query_one(&stmt, &[]).await.unwrap();
+        let decoder = RowDecoder::new(stmt.columns());
         let mut object = serde_json::Map::new();
         for (i, column) in row.columns().iter().enumerate() {
-            let value =
-                cell_to_json(&row, i).unwrap_or_else(|e| panic!("column {}: {e}", column.name()));
+            let value = decoded(&decoder, &row, i)
+                .unwrap_or_else(|e| panic!("column {}: {e}", column.name()));
             object.insert(column.name().to_owned(), value);
         }
         Value::Object(object)
@@ -1584,7 +1599,7 @@ mod tests {
         assert!(!rows.is_empty(), "{sql}");
         for row in rows {
             let text: String = row.get(1);
-            let value = cell_to_json(&row, 0).unwrap();
+            let value = decoded(&RowDecoder::new(row.columns()), &row, 0).unwrap();
             // Postgres separates date and time with a space; we use ISO 8601's `T`.
             let expected = match row.columns()[0].type_() {
                 ty if *ty == Type::TIMESTAMP => text.replacen(' ', "T", 1),

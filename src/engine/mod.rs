@@ -114,6 +114,8 @@ pub struct Engine {
     idle: tokio::sync::Notify,
     /// Audit fingerprints of model SQL, by the text that ran.
     fingerprints: sql::fingerprint::Recent,
+    /// Parses of the texts model SQL ran as, for the check's parse-back guard.
+    parses: sql::KeptParses,
 }
 
 /// The length of the SQL an audit event records, and its normalized form and fingerprint.
@@ -175,6 +177,7 @@ impl Engine {
             running: std::sync::atomic::AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
             fingerprints: sql::fingerprint::Recent::default(),
+            parses: sql::KeptParses::default(),
         }
     }
 
@@ -600,10 +603,11 @@ impl Engine {
                 );
             }
         };
-        let checked = match sql::check(&settings.policy, &sql_text, ParamMode::None) {
-            Ok(c) => c,
-            Err(violations) => return (violations_outcome(&violations), None),
-        };
+        let checked =
+            match sql::check_keeping(&settings.policy, &sql_text, ParamMode::None, &self.parses) {
+                Ok(c) => c,
+                Err(violations) => return (violations_outcome(&violations), None),
+            };
         let tables: Vec<String> = checked.tables.iter().map(|t| t.to_string()).collect();
         let missing = settings.scopes.missing(&principal.scopes, "query", &tables);
         if !missing.is_empty() {

@@ -365,4 +365,35 @@ mod tests {
         });
         assert_eq!(b, "bbbb");
     }
+
+    /// The boundary is chosen against the text that is framed: the column names and the
+    /// redacted values as the model reads them, not only the rows as they came.
+    #[test]
+    fn shaping_picks_a_boundary_absent_from_the_framed_text() {
+        let output = || QueryOutput {
+            columns: vec!["tok1".into(), "email".into()],
+            rows: vec![vec![json!(1), json!("tok2")]],
+            truncated: None,
+            bytes: 10,
+        };
+        let tokens = || {
+            let mut n = 0;
+            move || {
+                n += 1;
+                format!("tok{n}")
+            }
+        };
+        // "tok1" is a column name and "tok2" a value: both are refused.
+        let s = shape_rows(output(), &[], &redactor(), tokens());
+        assert!(s.text.contains("<untrusted-data-tok3>"), "{}", s.text);
+        // "tok2" is a value the model never reads once it is masked; "tok1" is still refused.
+        let masked = [OutputRedaction {
+            index: 1,
+            column: "email".into(),
+            strategy: Strategy::Mask,
+        }];
+        let s = shape_rows(output(), &masked, &redactor(), tokens());
+        assert!(s.text.contains("<untrusted-data-tok2>"), "{}", s.text);
+        assert!(!s.text.contains("\"tok2\""), "{}", s.text);
+    }
 }

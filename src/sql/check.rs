@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlparser::ast::{
     AccessExpr, CastKind, DataType, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
@@ -95,6 +95,27 @@ pub struct Checked {
 
 /// Checks one SQL text against the policy.
 pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec<Violation>> {
+    check_inner(policy, sql, mode, None)
+}
+
+/// [`check`], comparing the canonical text's parse with the one `kept` holds for that text
+/// when it holds one (and keeping it when it does not): the same decision, without parsing a
+/// text to run again. The engine keeps one [`KeptParses`] for all its calls.
+pub fn check_keeping(
+    policy: &Policy,
+    sql: &str,
+    mode: ParamMode,
+    kept: &KeptParses,
+) -> Result<Checked, Vec<Violation>> {
+    check_inner(policy, sql, mode, Some(kept))
+}
+
+fn check_inner(
+    policy: &Policy,
+    sql: &str,
+    mode: ParamMode,
+    kept: Option<&KeptParses>,
+) -> Result<Checked, Vec<Violation>> {
     if sql.len() > policy.max_sql_length {
         return Err(vec![Violation::new(
             Code::SqlTooLong,
@@ -171,7 +192,7 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
     // back), the query runs with its literals in place instead.
     let run = lifted.as_mut().and_then(|(tree, values)| {
         let claims = inject_row_filters(tree, policy, first + values.len()).ok()?;
-        let text = canonical_text(tree).ok()?;
+        let text = canonical_text(tree, kept).ok()?;
         let plan = super::literals::plan_with_values(tree);
         (claims == claim_params).then(|| (text, std::mem::take(values), plan))
     });
@@ -181,7 +202,7 @@ pub fn check(policy: &Policy, sql: &str, mode: ParamMode) -> Result<Checked, Vec
         // that.
         Some((text, values, plan)) => (statement.to_string(), text, values, plan),
         None => {
-            let sql = canonical_text(&statement)?;
+            let sql = canonical_text(&statement, kept)?;
             (sql.clone(), sql, Vec::new(), false)
         }
     };
@@ -215,9 +236,16 @@ fn inject_row_filters(
 /// (the value `a\'` comes out as `'a\''`), so in the text a literal could end early and what
 /// follows it would run unchecked. The text is parsed again and must give back exactly the
 /// checked tree; otherwise the query is refused.
-fn canonical_text(statement: &Statement) -> Result<String, Vec<Violation>> {
+fn canonical_text(
+    statement: &Statement,
+    kept: Option<&KeptParses>,
+) -> Result<String, Vec<Violation>> {
     let sql = statement.to_string();
-    if !parses_back_to(&sql, statement) {
+    let parses_back = match kept {
+        Some(kept) => kept.parses_back_to(&sql, statement),
+        None => reparse(&sql).as_ref() == Some(statement),
+    };
+    if !parses_back {
         return Err(vec![Violation::new(
             Code::UnsupportedSyntax,
             "a string literal in this query cannot be passed on exactly (a quote after a \
@@ -228,35 +256,49 @@ fn canonical_text(statement: &Statement) -> Result<String, Vec<Violation>> {
     Ok(sql)
 }
 
-/// Most texts [`parses_back_to`] keeps the parse of; when full it starts over.
-const REPARSED_ENTRIES: usize = 32;
-/// Longest text whose parse [`parses_back_to`] keeps; longer texts are parsed every time.
-const REPARSED_TEXT_BYTES: usize = 1024;
+/// Most texts [`KeptParses`] holds; when full it starts over.
+const KEPT_PARSES: usize = 8;
+/// Longest text whose parse [`KeptParses`] keeps; longer texts are parsed every time. A parse
+/// tree takes far more memory than its text (up to some 400 bytes a byte for a dense select
+/// list), so the two bounds hold the kept trees to about 1.6 MB at worst; a typical query's
+/// tree takes some 15 KB.
+const KEPT_PARSE_TEXT_BYTES: usize = 512;
 
 /// The parses of recent canonical texts, by text. Model lookups that differ only in a lifted
 /// integer share one text to run, so it is parsed once, not on every call.
-static REPARSED: LazyLock<Mutex<HashMap<String, Option<Statement>>>> =
-    LazyLock::new(Default::default);
+#[derive(Debug, Default)]
+pub struct KeptParses {
+    entries: Mutex<HashMap<String, Arc<Option<Statement>>>>,
+}
 
-/// Whether `sql` parses back to exactly `statement`. Parsing is a pure function of the text
-/// (one dialect, one recursion limit), so comparing with a kept parse of the same text is the
-/// same check as parsing it again.
-fn parses_back_to(sql: &str, statement: &Statement) -> bool {
-    if sql.len() > REPARSED_TEXT_BYTES {
-        return reparse(sql).as_ref() == Some(statement);
+impl KeptParses {
+    /// Whether `sql` parses back to exactly `statement`. Parsing is a pure function of the
+    /// text (one dialect, one recursion limit), so comparing with a kept parse of the same text
+    /// is the same check as parsing it again.
+    fn parses_back_to(&self, sql: &str, statement: &Statement) -> bool {
+        if sql.len() > KEPT_PARSE_TEXT_BYTES {
+            return reparse(sql).as_ref() == Some(statement);
+        }
+        let known = self.lock().get(sql).cloned();
+        let parsed = match known {
+            Some(parsed) => parsed,
+            None => {
+                let parsed = Arc::new(reparse(sql));
+                let mut entries = self.lock();
+                if entries.len() >= KEPT_PARSES {
+                    entries.clear();
+                }
+                entries.insert(sql.to_owned(), Arc::clone(&parsed));
+                parsed
+            }
+        };
+        // Compared outside the lock, so concurrent checks do not wait on each other.
+        parsed.as_ref().as_ref() == Some(statement)
     }
-    let lock = || REPARSED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(kept) = lock().get(sql) {
-        return kept.as_ref() == Some(statement);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Option<Statement>>>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    let parsed = reparse(sql);
-    let same = parsed.as_ref() == Some(statement);
-    let mut kept = lock();
-    if kept.len() >= REPARSED_ENTRIES {
-        kept.clear();
-    }
-    kept.insert(sql.to_owned(), parsed);
-    same
 }
 
 /// The one statement `sql` holds, parsed as [`check`] parses.

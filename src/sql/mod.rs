@@ -15,6 +15,6 @@ pub mod roundtrip;
 pub mod rowfilter;
 mod violation;
 
-pub use check::{Checked, OutputRedaction, ParamMode, check};
+pub use check::{Checked, KeptParses, OutputRedaction, ParamMode, check, check_keeping};
 pub use functions::{DEFAULT_FUNCTIONS, DENIED_FUNCTIONS};
 pub use violation::{Code, Violation};
