@@ -17,6 +17,11 @@
 //! - `http seq`, `http x8`: stateless 2026-07-28 MCP requests over Streamable HTTP with an
 //!   HS256 bearer token (verified on every request), one call at a time or eight in flight.
 //!
+//! Each workload's calls are split into rounds, and the modes take turns round by round (the
+//! sequential ones among themselves, then `raw x8` and `http x8`), so that pgward and the raw
+//! driver meet the same machine: on a shared virtual machine everything's speed drifts by tens
+//! of percent over minutes, which would otherwise land on whichever mode ran at the time.
+//!
 //! An informational `raw+txn` row runs what pgward sends PostgreSQL per call (its `BEGIN READ
 //! ONLY; SET LOCAL ...` batch, the row-size-guarded SQL, `ROLLBACK`) from the raw driver, so
 //! the overhead splits into "protocol pgward needs" and "everything else". An informational
@@ -809,6 +814,32 @@ impl CpuMark {
 }
 
 impl Measured {
+    /// One measurement of the calls of all `parts` (a mode's rounds): every latency, the wall
+    /// time summed, and the CPU per call over all the calls.
+    fn merge(parts: Vec<Measured>) -> Measured {
+        let calls: usize = parts.iter().map(|p| p.latencies.len()).sum();
+        let per_call = |f: fn(&Measured) -> Option<f64>| -> Option<f64> {
+            let mut total = 0.0;
+            for p in &parts {
+                total += f(p)? * p.latencies.len() as f64;
+            }
+            Some(total / calls.max(1) as f64)
+        };
+        let server_cpu_us = per_call(|p| p.server_cpu_us);
+        let client_cpu_us = per_call(|p| p.client_cpu_us);
+        let postgres_cpu_us = per_call(|p| p.postgres_cpu_us);
+        let wall = parts.iter().map(|p| p.wall).sum();
+        let mut latencies: Vec<Duration> = parts.into_iter().flat_map(|p| p.latencies).collect();
+        latencies.sort_unstable();
+        Measured {
+            latencies,
+            wall,
+            server_cpu_us,
+            client_cpu_us,
+            postgres_cpu_us,
+        }
+    }
+
     /// Nearest-rank percentile, in microseconds.
     fn pct_us(&self, q: f64) -> f64 {
         if self.latencies.is_empty() {
@@ -822,23 +853,39 @@ impl Measured {
     }
 }
 
+/// Rounds each workload's calls are split into. The modes take turns, one round each, so every
+/// mode meets the same machine: on a shared virtual machine the speed of everything drifts by
+/// tens of percent over minutes, and modes run one after the other would each meet another.
+const ROUNDS: usize = 8;
+
 fn warmup_of(n: usize) -> usize {
     (n / 5).max(LANES * 4)
 }
 
-/// One call at a time: `warmup` unmeasured calls, then `n` measured ones.
+/// The calls of round `round` of [`ROUNDS`], out of `n`.
+fn round_range(n: usize, round: usize) -> std::ops::Range<usize> {
+    n * round / ROUNDS..n * (round + 1) / ROUNDS
+}
+
+/// The first round warms up (unmeasured calls), the others do not.
+fn warmup_in(n: usize, round: usize) -> usize {
+    if round == 0 { warmup_of(n) } else { 0 }
+}
+
+/// One call at a time: `warmup` unmeasured calls, then the calls of `range`, measured.
 async fn sequential(
-    n: usize,
+    range: std::ops::Range<usize>,
+    warmup: usize,
     server: Option<u32>,
     mut call: impl AsyncFnMut(usize) -> Res<()>,
 ) -> Res<Measured> {
-    for i in 0..warmup_of(n) {
+    for i in 0..warmup {
         call(i).await?;
     }
-    let mut latencies = Vec::with_capacity(n);
+    let mut latencies = Vec::with_capacity(range.len());
     let cpu = CpuMark::now(server);
     let start = Instant::now();
-    for i in 0..n {
+    for i in range {
         let t = Instant::now();
         call(i).await?;
         latencies.push(t.elapsed());
@@ -847,17 +894,24 @@ async fn sequential(
     Ok(cpu.finish(latencies, wall))
 }
 
-/// `LANES` tasks, each with one call in flight, sharing `n` calls (closed loop); a warm-up
-/// round the same way first.
-async fn concurrent<F, Fut>(n: usize, server: Option<u32>, call: F) -> Res<Measured>
+/// `LANES` tasks, each with one call in flight, sharing the calls of `range` (closed loop);
+/// `warmup` calls the same way first.
+async fn concurrent<F, Fut>(
+    range: std::ops::Range<usize>,
+    warmup: usize,
+    server: Option<u32>,
+    call: Arc<F>,
+) -> Res<Measured>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Res<()>> + Send + 'static,
 {
-    let call = Arc::new(call);
     let mut measured = None;
-    for (count, record) in [(warmup_of(n), false), (n, true)] {
-        let next = Arc::new(AtomicUsize::new(0));
+    for (first, count, record) in [(0, warmup, false), (range.start, range.end, true)] {
+        if count <= first && !record {
+            continue;
+        }
+        let next = Arc::new(AtomicUsize::new(first));
         let cpu = CpuMark::now(server);
         let start = Instant::now();
         let mut tasks = Vec::with_capacity(LANES);
@@ -865,7 +919,7 @@ where
             let call = Arc::clone(&call);
             let next = Arc::clone(&next);
             tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(count / LANES + 1);
+                let mut latencies = Vec::with_capacity(count.saturating_sub(first) / LANES + 1);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= count {
@@ -877,7 +931,7 @@ where
                 }
             }));
         }
-        let mut all = Vec::with_capacity(count);
+        let mut all = Vec::with_capacity(count.saturating_sub(first));
         for task in tasks {
             all.extend(task.await??);
         }
@@ -1107,63 +1161,84 @@ async fn bench(cluster: &TempCluster, bin: &Path, scale: f64, cold_starts: usize
             })
         };
 
-        let m = sequential(w.iterations, None, async |i| {
-            raw_call(&probe, w.call(i), exp).await
-        })
-        .await?;
-        push("raw seq", m, None);
-
-        let m = sequential(w.iterations, None, async |i| {
-            raw_txn_call(&probe, &begin, w.call(i), exp).await
-        })
-        .await?;
-        push("raw+txn seq (info)", m, None);
-
-        let m = sequential(w.iterations, None, async |i| {
-            raw_kept_call(&probe, &kept, w.call(i), exp).await
-        })
-        .await?;
-        push("raw kept seq (info)", m, None);
-
-        let m = sequential(w.iterations, Some(stdio_pid), async |i| {
-            check_answer(&stdio.call(w.call(i)).await?, exp)
-        })
-        .await
-        .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?;
-        push("stdio seq", m, None);
-
-        let m = sequential(w.iterations, Some(http_pid), async |i| {
-            check_answer(&http.call(w.call(i)).await?, exp)
-        })
-        .await
-        .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?;
-        push("http seq", m, None);
+        // The modes take turns, round by round (see [`ROUNDS`]).
+        let n = w.iterations;
+        let mut seq: [Vec<Measured>; 5] = Default::default();
+        for r in 0..ROUNDS {
+            let (range, warm) = (round_range(n, r), warmup_in(n, r));
+            seq[0].push(
+                sequential(range.clone(), warm, None, async |i| {
+                    raw_call(&probe, w.call(i), exp).await
+                })
+                .await?,
+            );
+            seq[1].push(
+                sequential(range.clone(), warm, None, async |i| {
+                    raw_txn_call(&probe, &begin, w.call(i), exp).await
+                })
+                .await?,
+            );
+            seq[2].push(
+                sequential(range.clone(), warm, None, async |i| {
+                    raw_kept_call(&probe, &kept, w.call(i), exp).await
+                })
+                .await?,
+            );
+            seq[3].push(
+                sequential(range.clone(), warm, Some(stdio_pid), async |i| {
+                    check_answer(&stdio.call(w.call(i)).await?, exp)
+                })
+                .await
+                .map_err(|e| err(format!("{e}\n{}", tail(&stdio_err))))?,
+            );
+            seq[4].push(
+                sequential(range, warm, Some(http_pid), async |i| {
+                    check_answer(&http.call(w.call(i)).await?, exp)
+                })
+                .await
+                .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?,
+            );
+        }
+        let [raw, txn, raw_kept, stdio_seq, http_seq] = seq;
+        push("raw seq", Measured::merge(raw), None);
+        push("raw+txn seq (info)", Measured::merge(txn), None);
+        push("raw kept seq (info)", Measured::merge(raw_kept), None);
+        push("stdio seq", Measured::merge(stdio_seq), None);
+        push("http seq", Measured::merge(http_seq), None);
 
         let (clients, ws) = (Arc::clone(&raw8), Arc::clone(&workloads));
-        let m = concurrent(w.iterations, None, move |lane, i| {
+        let raw8_call = Arc::new(move |lane: usize, i: usize| {
             let (clients, ws) = (Arc::clone(&clients), Arc::clone(&ws));
             async move {
                 let w = &ws[wi];
                 raw_call(&clients[lane], w.call(i), w.expected_rows).await
             }
-        })
-        .await?;
-        push("raw x8", m, None);
-
+        });
         let (h, ws) = (Arc::clone(&http), Arc::clone(&workloads));
-        sampler.take();
-        let m = concurrent(w.iterations, Some(http_pid), move |_lane, i| {
+        let http8_call = Arc::new(move |_lane: usize, i: usize| {
             let (h, ws) = (Arc::clone(&h), Arc::clone(&ws));
             async move {
                 let w = &ws[wi];
                 check_answer(&h.call(w.call(i)).await?, w.expected_rows)
             }
-        })
-        .await
-        .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?;
+        });
+        let (mut raw8_parts, mut http8_parts) = (Vec::new(), Vec::new());
+        // pgward idles while the raw driver runs, so the peak over the rounds is the peak
+        // under its own load.
+        sampler.take();
+        for r in 0..ROUNDS {
+            let (range, warm) = (round_range(n, r), warmup_in(n, r));
+            raw8_parts.push(concurrent(range.clone(), warm, None, Arc::clone(&raw8_call)).await?);
+            http8_parts.push(
+                concurrent(range, warm, Some(http_pid), Arc::clone(&http8_call))
+                    .await
+                    .map_err(|e| err(format!("{e}\n{}", tail(&http_err))))?,
+            );
+        }
+        push("raw x8", Measured::merge(raw8_parts), None);
         let peak = sampler.take();
         http8_peak_kib = http8_peak_kib.max(peak);
-        push("http x8", m, Some(peak));
+        push("http x8", Measured::merge(http8_parts), Some(peak));
     }
     drop(sampler);
     let http_hwm = proc_status_kib(http_pid, "VmHWM:").unwrap_or(0);
@@ -1284,6 +1359,10 @@ fn report(r: &Report<'_>) {
     let _ = writeln!(
         out,
         "             x8 = {LANES} calls in flight (8 connections / 8 tasks); every answer is parsed and its row count checked"
+    );
+    let _ = writeln!(
+        out,
+        "  rounds     each workload's calls in {ROUNDS} rounds; the sequential modes, then raw x8 and http x8, take turns round by round"
     );
     let _ = writeln!(out, "  scale      {} (PGWARD_BENCH_SCALE)", r.scale);
     let _ = writeln!(
