@@ -793,7 +793,7 @@ impl CpuMark {
         }
     }
 
-    fn finish(self, mut latencies: Vec<Duration>, wall: Duration) -> Measured {
+    fn finish(self, latencies: Vec<Duration>, wall: Duration) -> Measured {
         let calls = latencies.len().max(1) as f64;
         let per_call = |start: Option<u64>, end: Option<u64>| match (start, end) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / calls),
@@ -802,14 +802,11 @@ impl CpuMark {
         let server_cpu_us = per_call(self.server_start, self.server.and_then(|p| cpu_us(Some(p))));
         let client_cpu_us = per_call(self.client_start, cpu_us(None));
         let postgres_cpu_us = per_call(self.postgres_start, postgres_cpu_us());
-        latencies.sort_unstable();
-        Measured {
+        Measured::sorted(
             latencies,
             wall,
-            server_cpu_us,
-            client_cpu_us,
-            postgres_cpu_us,
-        }
+            [server_cpu_us, client_cpu_us, postgres_cpu_us],
+        )
     }
 }
 
@@ -829,8 +826,19 @@ impl Measured {
         let client_cpu_us = per_call(|p| p.client_cpu_us);
         let postgres_cpu_us = per_call(|p| p.postgres_cpu_us);
         let wall = parts.iter().map(|p| p.wall).sum();
-        let mut latencies: Vec<Duration> = parts.into_iter().flat_map(|p| p.latencies).collect();
+        let latencies = parts.into_iter().flat_map(|p| p.latencies).collect();
+        Measured::sorted(
+            latencies,
+            wall,
+            [server_cpu_us, client_cpu_us, postgres_cpu_us],
+        )
+    }
+
+    /// The measurement of `latencies` over `wall`, with the CPU per call of the server, the
+    /// client and PostgreSQL.
+    fn sorted(mut latencies: Vec<Duration>, wall: Duration, cpu: [Option<f64>; 3]) -> Measured {
         latencies.sort_unstable();
+        let [server_cpu_us, client_cpu_us, postgres_cpu_us] = cpu;
         Measured {
             latencies,
             wall,
